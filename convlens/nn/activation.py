@@ -1,0 +1,85 @@
+"""Element-wise non-linearities and softmax. Each backward is the local derivative times δ."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layer import Layer
+
+
+class ReLU(Layer):
+    """``y = max(0, x)``;  ``dL/dx = δ · [x > 0]`` (the gradient at exactly 0 is 0)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        positive = x > 0
+        self._cache = positive
+        return np.where(positive, x, 0).astype(x.dtype, copy=False)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        positive = self._saved()
+        self._check_grad_shape(dy, positive.shape)
+        return np.where(positive, dy, 0).astype(dy.dtype, copy=False)
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + e^(−x))``;  ``dL/dx = δ · y · (1 − y)``.
+
+    Evaluated as ``1/(1+e^(−|x|))`` or ``e^(−|x|)/(1+e^(−|x|))`` by sign, so no exponent
+    overflows and tiny outputs keep full relative precision.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        e = np.exp(-np.abs(x))
+        y = np.where(x >= 0, 1, e) / (1 + e)
+        self._cache = y
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._saved()
+        self._check_grad_shape(dy, y.shape)
+        return dy * y * (1 - y)
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``;  ``dL/dx = δ · (1 − y²)``."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = np.tanh(x)
+        self._cache = y
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._saved()
+        self._check_grad_shape(dy, y.shape)
+        return dy * (1 - y * y)
+
+
+class Softmax(Layer):
+    """Softmax over the last axis: ``y_k = e^(x_k − m) / Σ_j e^(x_j − m)``, ``m = max_j x_j``.
+
+    Subtracting the maximum changes nothing mathematically and keeps ``e^(·) ≤ 1``.
+    Backward (the Jacobian ``diag(y) − y yᵀ`` applied to δ):
+    ``dL/dx = y ⊙ (δ − Σ_k δ_k y_k)``.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = softmax(x)
+        self._cache = y
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        y = self._saved()
+        self._check_grad_shape(dy, y.shape)
+        return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Max-subtracted softmax over the last axis."""
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """``x − logsumexp(x)`` over the last axis, stable for any magnitude."""
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))

@@ -1,0 +1,383 @@
+r"""2-D convolution: forward as a matrix product, backward as the seeds' full convolution.
+
+With ``xp`` the input zero-padded by ((top, bottom), (left, right)), stride s and dilation d,
+
+.. math::
+
+    y[n,o,i,j] = b[o] + \sum_c \sum_a \sum_b W[o,c,a,b]\;
+                 xp[n,\, c,\, i s_h + a d_h,\, j s_w + b d_w]
+
+is a *cross-correlation* (``mode="correlation"``, what every framework calls convolution).
+``mode="convolution"`` uses the kernel rotated by 180°, ``W[o, c, kh−1−a, kw−1−b]``: the
+textbook convolution. Both modes run the same code on an *effective* kernel.
+
+Backward, with ``δ = dL/dy``:
+
+* ``dL/db[o]       = Σ_{n,i,j} δ[n,o,i,j]``
+* ``dL/dW[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] · xp[n, c, i·s + a·d, j·s + b·d]`` — the input
+  correlated with δ spread out by the stride;
+* ``dL/dx`` = the *full* convolution of δ (stride-dilated: s−1 zeros between neighbours)
+  with the 180°-rotated kernel, channels swapped, then cropped by the forward padding.
+
+The literal loop versions of all three live in :mod:`convlens.nn.reference`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from .layer import Layer, default_rng
+from .parameter import Parameter
+from .window import (
+    Padding2D,
+    PaddingSpec,
+    Pair,
+    conv_output_size,
+    explicit_padding,
+    pad_or_crop,
+    pair,
+    sliding_windows,
+)
+
+Mode = Literal["correlation", "convolution"]
+MODES = ("correlation", "convolution")
+
+
+def default_anchor(kernel: Pair) -> Pair:
+    """The kernel's centre element, rounding up-left for even sizes: ``((kh−1)//2, (kw−1)//2)``."""
+    return (kernel[0] - 1) // 2, (kernel[1] - 1) // 2
+
+
+def resolve_padding(
+    padding: PaddingSpec,
+    kernel: Pair,
+    dilation: Pair = (1, 1),
+    anchor: Pair | None = None,
+    mode: Mode = "correlation",
+) -> Padding2D:
+    """Turn any padding spec into ``((top, bottom), (left, right))``.
+
+    ``"valid"`` is no padding; ``"full"`` is ``d·(k−1)`` on every side; ``"same"`` places
+    the anchor element on the input pixel each output belongs to, so output (i, j) sits on
+    input (i·s, j·s): for correlation ``top = ay·d, bottom = (kh−1−ay)·d``, for convolution
+    the kernel is rotated so the split is mirrored. Ints and pairs are explicit padding.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "full":
+            ext = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+            return (ext[0], ext[0]), (ext[1], ext[1])
+        if padding == "same":
+            anchor = default_anchor(kernel) if anchor is None else anchor
+            sides = []
+            for k, d, a in zip(kernel, dilation, anchor, strict=True):
+                before, after = a * d, (k - 1 - a) * d
+                sides.append((before, after) if mode == "correlation" else (after, before))
+            return sides[0], sides[1]
+        raise ValueError(
+            f"padding must be 'valid', 'same', 'full', an int, (ph, pw) or "
+            f"((top, bottom), (left, right)); got {padding!r}"
+        )
+    return explicit_padding(padding)
+
+
+def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
+    """The kernel that is cross-correlated with the input: rotated 180° for convolution."""
+    return weight[..., ::-1, ::-1] if mode == "convolution" else weight
+
+
+def im2col(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> np.ndarray:
+    """Every receptive field as a column: ``(N, C·kh·kw, H'·W')``.
+
+    ``cols[n, (c, a, b), (i, j)] = xp[n, c, i·sh + a·dh, j·sw + b·dw]``.
+    """
+    N, C = xp.shape[:2]
+    windows = sliding_windows(xp, kernel, stride, dilation, out)  # (N, C, kh, kw, H', W')
+    return windows.reshape(N, C * kernel[0] * kernel[1], out[0] * out[1])  # copies
+
+
+def correlate(
+    xp: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    stride: Pair,
+    dilation: Pair,
+    out: Pair,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-correlate an already padded input with ``kernel (O, C, kh, kw)``.
+
+    Returns ``y (N, O, H', W')`` and the im2col matrix ``(N, C·kh·kw, H'·W')`` that
+    ``weight_grad`` reuses.
+    """
+    O, C, kh, kw = kernel.shape
+    cols = im2col(xp, (kh, kw), stride, dilation, out)  # (N, K, P)
+    y = kernel.reshape(O, C * kh * kw) @ cols  # (O, K) @ (N, K, P) -> (N, O, P)
+    if bias is not None:
+        y += bias[:, None]
+    return y.reshape(len(xp), O, out[0], out[1]), cols
+
+
+def weight_grad(dy: np.ndarray, cols: np.ndarray, kernel_shape: tuple[int, ...]) -> np.ndarray:
+    """The effective kernel's gradient from the saved im2col matrix:
+
+    ``dW[o, c, a, b] = Σ_{n,i,j} δ[n,o,i,j] · xp[n, c, i·s + a·d, j·s + b·d]``.
+    """
+    N, O = dy.shape[:2]
+    per_sample = dy.reshape(N, O, -1) @ cols.transpose(0, 2, 1)  # (N, O, P) @ (N, P, K)
+    return per_sample.sum(axis=0).reshape(kernel_shape)
+
+
+def input_grad(
+    dy: np.ndarray,
+    kernel: np.ndarray,
+    input_size: Pair,
+    padding: Padding2D,
+    stride: Pair,
+    dilation: Pair,
+) -> np.ndarray:
+    """dL/dx as the full convolution of the stride-dilated δ with the 180°-rotated kernel.
+
+    1. dilate δ by the stride: put ``s − 1`` zeros between neighbouring values;
+    2. pad it by ``d·(k−1)`` on every side (a *full* convolution), less the forward padding
+       (which crops the rows that belonged to padding instead of input);
+    3. cross-correlate with the effective kernel rotated 180°, in and out channels swapped.
+    """
+    N, O, Ho, Wo = dy.shape
+    H, W = input_size
+    kh, kw = kernel.shape[2:]
+    (top, _), (left, _) = padding
+    if stride == (1, 1):
+        spread = dy
+    else:  # (N, O, s·(H'−1)+1, s·(W'−1)+1)
+        spread = np.zeros((N, O, stride[0] * (Ho - 1) + 1, stride[1] * (Wo - 1) + 1), dy.dtype)
+        spread[:, :, :: stride[0], :: stride[1]] = dy
+    ext_h, ext_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    gh, gw = spread.shape[2:]
+    full = pad_or_crop(spread, ((ext_h - top, H + top - gh), (ext_w - left, W + left - gw)))
+    rotated = kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
+    dx, _ = correlate(full, rotated, None, (1, 1), dilation, (H, W))
+    return dx
+
+
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | Pair = 1,
+    padding: PaddingSpec = 0,
+    dilation: int | Pair = 1,
+    anchor: Pair | None = None,
+    mode: Mode = "correlation",
+) -> np.ndarray:
+    """Functional 2-D convolution: the same arithmetic as :class:`Conv2D`, no state.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Input ``(N, C, H, W)``.
+    weight : np.ndarray
+        Kernel ``(O, C, kh, kw)``.
+    bias : np.ndarray, optional
+        ``(O,)``.
+    stride, padding, dilation, anchor, mode
+        As for :class:`Conv2D`.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N, O, H', W')``.
+    """
+    return Conv2D.from_weights(weight, bias, stride, padding, dilation, anchor, mode).forward(x)
+
+
+class Conv2D(Layer):
+    r"""2-D convolution layer over batches in NCHW.
+
+    ``y[n,o,i,j] = b[o] + Σ_c Σ_a Σ_b W[o,c,a,b] · xp[n, c, i·s + a·d, j·s + b·d]``
+    (correlation; ``mode="convolution"`` rotates W by 180°). Output size per axis:
+    ``⌊(H + top + bottom − d·(k−1) − 1) / s⌋ + 1``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        C and O.
+    kernel_size : int or (int, int)
+        ``(kh, kw)``.
+    stride : int or (int, int), default 1
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
+        ``"same"`` keeps ``⌈H / s⌉`` and is split by the anchor (see :func:`resolve_padding`).
+    dilation : int or (int, int), default 1
+        Gap between kernel taps: tap (a, b) reads input offset ``(a·dh, b·dw)``.
+    anchor : (int, int), optional
+        The kernel element that sits on the output's own input pixel. Default: the centre
+        ``((kh−1)//2, (kw−1)//2)``. Only ``"same"`` padding depends on it.
+    mode : {"correlation", "convolution"}
+    bias : bool, default True
+    rng : np.random.Generator, optional
+        For the initial weights, ``U(−1/√(C·kh·kw), +1/√(C·kh·kw))`` as in PyTorch.
+
+    Attributes
+    ----------
+    weight : Parameter ``(O, C, kh, kw)``
+    bias : Parameter ``(O,)`` or None
+    padding2d : ((int, int), (int, int))
+        The resolved padding.
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Pair,
+        stride: int | Pair = 1,
+        padding: PaddingSpec = 0,
+        dilation: int | Pair = 1,
+        anchor: Pair | None = None,
+        mode: Mode = "correlation",
+        bias: bool = True,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        if min(self.in_channels, self.out_channels) < 1:
+            raise ValueError(
+                f"Conv2D needs at least one input and one output channel, "
+                f"got in_channels={in_channels}, out_channels={out_channels}"
+            )
+        self.kernel_size = pair(kernel_size, "Conv2D kernel_size")
+        self.stride = pair(stride, "Conv2D stride")
+        self.dilation = pair(dilation, "Conv2D dilation")
+        if mode not in MODES:
+            raise ValueError(f"Conv2D mode must be one of {MODES}, got {mode!r}")
+        self.mode: Mode = mode
+        kh, kw = self.kernel_size
+        self.anchor = (
+            default_anchor(self.kernel_size) if anchor is None else pair(anchor, "Conv2D anchor", 0)
+        )
+        if not (0 <= self.anchor[0] < kh and 0 <= self.anchor[1] < kw):
+            raise ValueError(
+                f"Conv2D anchor {tuple(anchor)} lies outside the {kh}x{kw} kernel "
+                f"(rows 0..{kh - 1}, columns 0..{kw - 1})"
+            )
+        self.padding = padding if isinstance(padding, str) else _as_lists(padding)
+        self.padding2d = resolve_padding(
+            padding, self.kernel_size, self.dilation, self.anchor, self.mode
+        )
+        rng = default_rng() if rng is None else rng
+        bound = 1.0 / np.sqrt(self.in_channels * kh * kw)
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(np.float32), "weight")
+        self.bias = (
+            Parameter(rng.uniform(-bound, bound, self.out_channels).astype(np.float32), "bias")
+            if bias
+            else None
+        )
+
+    @classmethod
+    def from_weights(
+        cls,
+        weight: np.ndarray,
+        bias: np.ndarray | None = None,
+        stride: int | Pair = 1,
+        padding: PaddingSpec = 0,
+        dilation: int | Pair = 1,
+        anchor: Pair | None = None,
+        mode: Mode = "correlation",
+    ) -> Conv2D:
+        """A layer holding the given kernel ``(O, C, kh, kw)`` and bias ``(O,)``."""
+        O, C, kh, kw = np.shape(weight)
+        layer = cls(C, O, (kh, kw), stride, padding, dilation, anchor, mode, bias is not None)
+        layer.weight.data = np.asarray(weight)
+        if bias is not None:
+            layer.bias.data = np.asarray(bias)
+        return layer
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": self.padding,
+            "dilation": list(self.dilation),
+            "anchor": list(self.anchor),
+            "mode": self.mode,
+            "bias": self.bias is not None,
+        }
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        H, W = self._check_input_shape(tuple(input_shape), batched=False)
+        out = conv_output_size(
+            (H, W), self.kernel_size, self.stride, self.dilation, self.padding2d, repr(self)
+        )
+        return (self.out_channels, *out)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        H, W = self._check_input_shape(x.shape, batched=True)
+        out = conv_output_size(
+            (H, W), self.kernel_size, self.stride, self.dilation, self.padding2d, repr(self)
+        )
+        xp = pad_or_crop(x, self.padding2d)  # (N, C, H + t + b, W + l + r)
+        kernel = effective_kernel(self._checked_weight(), self.mode)
+        bias = None if self.bias is None else self.bias.data
+        y, cols = correlate(xp, kernel, bias, self.stride, self.dilation, out)
+        self._cache = (x.shape, cols, y.shape)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x_shape, cols, y_shape = self._saved()
+        self._check_grad_shape(dy, y_shape)
+        kernel_shape = self.weight.data.shape
+        self.weight.grad += effective_kernel(weight_grad(dy, cols, kernel_shape), self.mode)
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=(0, 2, 3))
+        kernel = effective_kernel(self.weight.data, self.mode)
+        return input_grad(dy, kernel, x_shape[2:], self.padding2d, self.stride, self.dilation)
+
+    # -- checks ------------------------------------------------------------------------
+    def _check_input_shape(self, shape: tuple[int, ...], batched: bool) -> tuple[int, int]:
+        """The spatial size (H, W), after checking the rank and the channel count."""
+        expected = "(N, C, H, W)" if batched else "(C, H, W)"
+        if len(shape) != (4 if batched else 3):
+            raise ValueError(f"{self!r}: expected input of shape {expected}, got shape {shape}")
+        if shape[-3] != self.in_channels:
+            raise ValueError(
+                f"{self!r}: expected {self.in_channels} input channels, got {shape[-3]} "
+                f"(input shape {shape}, layout {expected})"
+            )
+        return shape[-2], shape[-1]
+
+    def _checked_weight(self) -> np.ndarray:
+        expected = (self.out_channels, self.in_channels, *self.kernel_size)
+        if self.weight.data.shape != expected:
+            raise ValueError(
+                f"{self!r}: weight has shape {self.weight.data.shape}, expected {expected}"
+            )
+        return self.weight.data
+
+    def __repr__(self) -> str:
+        kh, kw = self.kernel_size
+        extras = [f"kernel={kh}x{kw}"]
+        if self.stride != (1, 1):
+            extras.append(f"stride={self.stride}")
+        if self.padding not in (0, [0, 0]):
+            extras.append(f"padding={self.padding!r}")
+        if self.dilation != (1, 1):
+            extras.append(f"dilation={self.dilation}")
+        if self.anchor != default_anchor(self.kernel_size):
+            extras.append(f"anchor={self.anchor}")
+        if self.mode != "correlation":
+            extras.append(f"mode={self.mode!r}")
+        return f"Conv2D({self.in_channels}→{self.out_channels}, {', '.join(extras)})"
+
+
+def _as_lists(value: Any) -> Any:
+    """Tuples to lists, recursively, so that a config survives a JSON round trip unchanged."""
+    if isinstance(value, (tuple, list)):
+        return [_as_lists(v) for v in value]
+    return int(value)

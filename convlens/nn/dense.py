@@ -1,0 +1,155 @@
+"""Fully connected layers: Flatten, Dense, Dropout."""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from .layer import Layer, default_rng
+from .parameter import Parameter
+
+
+class Flatten(Layer):
+    """``(N, C, H, W) → (N, C·H·W)`` in C order (channel, then row, then column).
+
+    Backward reshapes δ back to the input's shape: flattening moves no numbers.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._cache = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x_shape = self._saved()
+        self._check_grad_shape(dy, (x_shape[0], prod(x_shape[1:])))
+        return dy.reshape(x_shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (prod(input_shape),)
+
+
+class Dense(Layer):
+    """Fully connected layer ``y = x Wᵀ + b``.
+
+    Backward: ``dL/dW = δᵀ x``, ``dL/db = Σ_n δ_n``, ``dL/dx = δ W``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    rng : np.random.Generator, optional
+        Initial weights ``U(−1/√in, +1/√in)``, as in PyTorch.
+
+    Attributes
+    ----------
+    weight : Parameter ``(out_features, in_features)``
+    bias : Parameter ``(out_features,)`` or None
+    """
+
+    param_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        if min(self.in_features, self.out_features) < 1:
+            raise ValueError(
+                f"Dense needs at least one input and one output feature, "
+                f"got in_features={in_features}, out_features={out_features}"
+            )
+        rng = default_rng() if rng is None else rng
+        bound = 1.0 / np.sqrt(self.in_features)
+        shape = (self.out_features, self.in_features)
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(np.float32), "weight")
+        self.bias = (
+            Parameter(rng.uniform(-bound, bound, self.out_features).astype(np.float32), "bias")
+            if bias
+            else None
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+        }
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self._check_features(tuple(input_shape))
+        return (self.out_features,)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2:
+            raise ValueError(
+                f"{self!r}: expected input (N, {self.in_features}), got shape {x.shape}; "
+                "put a Flatten() before a Dense layer that follows a convolution"
+            )
+        self._check_features(x.shape[1:])
+        y = x @ self.weight.data.T  # (N, in) @ (in, out) -> (N, out)
+        if self.bias is not None:
+            y += self.bias.data
+        self._cache = (x, y.shape)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x, y_shape = self._saved()
+        self._check_grad_shape(dy, y_shape)
+        self.weight.grad += dy.T @ x  # (out, N) @ (N, in)
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=0)
+        return dy @ self.weight.data  # (N, out) @ (out, in)
+
+    def _check_features(self, shape: tuple[int, ...]) -> None:
+        if shape != (self.in_features,):
+            raise ValueError(
+                f"{self!r}: expected {self.in_features} input features, got shape {shape}"
+            )
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}→{self.out_features})"
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each value with probability p and scale the rest
+    by ``1/(1 − p)``; in evaluation, the identity. Backward applies the same mask to δ.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Drop probability, ``0 ≤ p ≤ 1``.
+    rng : np.random.Generator, optional
+        Source of the masks (default: the generator :func:`convlens.nn.manual_seed` sets).
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout probability must be between 0 and 1, got {p}")
+        self.p = float(p)
+        self.rng = rng
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            scale = np.ones((), x.dtype)  # broadcasts: identity
+        elif self.p == 1.0:
+            scale = np.zeros(x.shape, x.dtype)
+        else:
+            rng = default_rng() if self.rng is None else self.rng
+            keep = rng.random(x.shape) >= self.p
+            scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
+        self._cache = (scale, x.shape)
+        return x * scale
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        scale, x_shape = self._saved()
+        self._check_grad_shape(dy, x_shape)
+        return dy * scale

@@ -1,0 +1,110 @@
+"""The base class every layer shares: caching for backward, modes, parameters, config."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .parameter import Parameter
+
+#: Every layer class by its name, filled by ``Layer.__init_subclass__``; used by ``load``.
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+_default_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator that initialises new layers' weights and draws dropout masks."""
+    global _default_rng
+    _default_rng = np.random.default_rng(seed)
+
+
+def default_rng() -> np.random.Generator:
+    """The generator used when a layer is created without ``rng``."""
+    return _default_rng
+
+
+class Layer:
+    """A differentiable function of a batch, with optional parameters.
+
+    Subclasses implement ``forward(x)``, which keeps what ``backward`` needs, and
+    ``backward(dy)``, which returns dL/dx and *adds* dL/dθ into each parameter's
+    ``.grad``. ``config()`` returns the constructor arguments as JSON-able data,
+    so that ``type(layer)(**layer.config())`` rebuilds the layer (without weights).
+    """
+
+    #: Parameter attribute names, in the order ``parameters()`` returns them.
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        LAYER_TYPES[cls.__name__] = cls
+
+    training: bool = True
+    _cache: Any = None
+
+    # -- the interface -----------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments as plain JSON-able data."""
+        return {}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one sample's output for one sample's input shape (no batch axis)."""
+        return tuple(input_shape)
+
+    # -- shared helpers ----------------------------------------------------------------
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """``(name, Parameter)`` pairs, weight before bias."""
+        for name in self.param_names:
+            p = getattr(self, name)
+            if p is not None:
+                yield name, p
+
+    def parameters(self) -> list[Parameter]:
+        """The trainable parameters, in ``named_parameters`` order."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode: bool = True) -> Layer:
+        self.training = mode
+        return self
+
+    def eval(self) -> Layer:
+        return self.train(False)
+
+    def astype(self, dtype: np.dtype | type) -> Layer:
+        """Convert every parameter to ``dtype`` (e.g. ``np.float64`` for gradient checks)."""
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+        return self
+
+    def _saved(self) -> Any:
+        """What ``forward`` kept for ``backward``; a clear error if forward has not run."""
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return self._cache
+
+    def _check_grad_shape(self, dy: np.ndarray, expected: tuple[int, ...]) -> None:
+        if dy.shape != tuple(expected):
+            raise ValueError(
+                f"{self!r}: backward() got a gradient of shape {dy.shape}, "
+                f"but the last forward() produced shape {tuple(expected)}"
+            )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,136 @@
+"""Optimizers with exactly torch.optim's update rules (same order of operations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .parameter import Parameter
+
+
+class Optimizer:
+    """Holds the parameters to update; ``step()`` updates them in place from ``.grad``."""
+
+    def __init__(self, params: Iterable[Parameter], lr: float) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not lr >= 0:
+            raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {lr}")
+        self.lr = float(lr)
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        """Clear every parameter's accumulated gradient."""
+        for p in self.params:
+            p.zero_grad()
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and weight decay.
+
+    For each parameter θ with gradient g, as ``torch.optim.SGD``::
+
+        g ← g + λ θ                          (weight decay λ)
+        v ← g  (first step),  v ← μ v + (1 − τ) g  (later)    (momentum μ, dampening τ)
+        g ← g + μ v  if nesterov else v
+        θ ← θ − η g
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float
+        Learning rate η.
+    momentum, weight_decay, dampening : float, default 0
+    nesterov : bool, default False
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(
+                f"SGD: momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}"
+            )
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.dampening, self.nesterov = dampening, nesterov
+        self.velocity: list[np.ndarray | None] = [None] * len(self.params)
+
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if self.weight_decay:
+                g = g + self.weight_decay * p.data
+            if self.momentum:
+                v = self.velocity[i]
+                if v is None:
+                    v = self.velocity[i] = g.copy()
+                else:
+                    v *= self.momentum
+                    v += (1 - self.dampening) * g
+                g = g + self.momentum * v if self.nesterov else v
+            p.data -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam``. For each parameter θ with gradient g at step t::
+
+        g ← g + λ θ
+        m ← m + (1 − β₁)(g − m)              (= β₁ m + (1 − β₁) g)
+        v ← β₂ v + (1 − β₂) g²
+        θ ← θ − η / (1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        if not all(0.0 <= b < 1.0 for b in betas) or eps < 0 or weight_decay < 0:
+            raise ValueError(
+                f"Adam: betas must lie in [0, 1) and eps, weight_decay be >= 0; "
+                f"got betas={betas}, eps={eps}, weight_decay={weight_decay}"
+            )
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        self.t = 0
+        self.m = [np.zeros_like(p.data) for p in self.params]
+        self.v = [np.zeros_like(p.data) for p in self.params]
+
+    def step(self) -> None:
+        self.t += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1 - beta1**self.t)
+        correction2_sqrt = (1 - beta2**self.t) ** 0.5
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            g = p.grad
+            if self.weight_decay:
+                g = g + self.weight_decay * p.data
+            m += (1 - beta1) * (g - m)
+            v *= beta2
+            v += (1 - beta2) * (g * g)
+            denom = np.sqrt(v) / correction2_sqrt + self.eps
+            p.data -= step_size * (m / denom)

@@ -1,0 +1,150 @@
+r"""Pooling: the maximum or the mean of each window, channel by channel.
+
+Max-pool:  ``y[n,c,i,j] = max_{a,b} xp[n, c, i·sh + a, j·sw + b]`` with ``xp`` padded by −∞.
+Its gradient flows only to the element that won: backward routes ``δ[n,c,i,j]`` to the
+argmax of window (i, j) — the *mask* — and where windows overlap the contributions are
+summed (``+=``, never ``=``). Ties go to the first maximum in row-major order, as in PyTorch.
+
+Avg-pool:  ``y[n,c,i,j] = 1/(kh·kw) · Σ_{a,b} xp[n, c, i·sh + a, j·sw + b]`` with zero padding
+counted in the mean; backward spreads ``δ / (kh·kw)`` evenly over the window.
+
+Both loop over the kh·kw kernel *elements* (a handful), never over pixels: each step is one
+strided view of the whole batch.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from .layer import Layer
+from .window import Pair, conv_output_size, pad_or_crop, pair, window_slice
+
+
+class _Pool2D(Layer):
+    """What both pools share: window size, stride, symmetric padding, shape checks."""
+
+    pad_value = 0.0
+
+    def __init__(
+        self, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0
+    ) -> None:
+        name = type(self).__name__
+        self.kernel_size = pair(kernel_size, f"{name} kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, f"{name} stride")
+        self.padding = pair(padding, f"{name} padding", minimum=0)
+        for k, p in zip(self.kernel_size, self.padding, strict=True):
+            if p > k // 2:
+                raise ValueError(
+                    f"{name}: padding {self.padding} must be at most half the kernel "
+                    f"{self.kernel_size}, or a window could hold only padding"
+                )
+        (ph, pw) = self.padding
+        self.padding2d = ((ph, ph), (pw, pw))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+        }
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        C, H, W = input_shape
+        return (C, *self._out_size((H, W)))
+
+    def _out_size(self, size: Pair) -> Pair:
+        return conv_output_size(
+            size, self.kernel_size, self.stride, (1, 1), self.padding2d, repr(self)
+        )
+
+    def _padded(self, x: np.ndarray) -> tuple[np.ndarray, Pair]:
+        if x.ndim != 4:
+            raise ValueError(f"{self!r}: expected input (N, C, H, W), got shape {x.shape}")
+        return pad_or_crop(x, self.padding2d, self.pad_value), self._out_size(x.shape[2:])
+
+    def _windows(self, out: Pair):
+        """``(k, slice)`` for each kernel element k = a·kw + b, in row-major order."""
+        for k, (a, b) in enumerate(product(*map(range, self.kernel_size))):
+            yield k, window_slice(a, b, self.stride, (1, 1), out)
+
+    def _unpad(self, dxp: np.ndarray) -> np.ndarray:
+        (ph, pw) = self.padding
+        return pad_or_crop(dxp, ((-ph, -ph), (-pw, -pw)))
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling; backward through the argmax mask.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size`` (non-overlapping windows).
+    padding : int or (int, int), default 0
+        Padded with −∞, so padding never wins; at most half the kernel.
+
+    Attributes
+    ----------
+    argmax : np.ndarray or None
+        After ``forward``: ``(N, C, H', W')``, the row-major index ``a·kw + b`` of each
+        window's winner — the mask that backward routes gradients through.
+    """
+
+    pad_value = -np.inf
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        xp, out = self._padded(x)
+        windows = self._windows(out)
+        _, first = next(windows)
+        best = xp[first].copy()  # (N, C, H', W'): running maximum
+        argmax = np.zeros(best.shape, np.min_scalar_type(self.kernel_size[0] * self.kernel_size[1]))
+        for k, where in windows:
+            candidate = xp[where]
+            wins = (candidate > best) | np.isnan(candidate)  # strict: first maximum stays
+            np.copyto(best, candidate, where=wins)
+            argmax[wins] = k
+        self._cache = (xp.shape, argmax)
+        return best
+
+    @property
+    def argmax(self) -> np.ndarray | None:
+        return None if self._cache is None else self._cache[1]
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xp_shape, argmax = self._saved()
+        self._check_grad_shape(dy, argmax.shape)
+        dxp = np.zeros(xp_shape, dy.dtype)
+        for k, where in self._windows(argmax.shape[2:]):
+            dxp[where] += np.where(argmax == k, dy, 0)  # += : overlapping windows add up
+        return self._unpad(dxp)
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling; zero padding counts in the mean (PyTorch's default).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    padding : int or (int, int), default 0
+        Zero padding, at most half the kernel.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        xp, out = self._padded(x)
+        total = sum(xp[where] for _, where in self._windows(out))  # (N, C, H', W')
+        self._cache = (xp.shape, total.shape)
+        return total / (self.kernel_size[0] * self.kernel_size[1])
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xp_shape, y_shape = self._saved()
+        self._check_grad_shape(dy, y_shape)
+        share = dy / (self.kernel_size[0] * self.kernel_size[1])
+        dxp = np.zeros(xp_shape, share.dtype)
+        for _, where in self._windows(y_shape[2:]):
+            dxp[where] += share
+        return self._unpad(dxp)

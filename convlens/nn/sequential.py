@@ -1,0 +1,226 @@
+"""Sequential models and their files: safetensors weights + the architecture as JSON metadata.
+
+A model file never executes code: loading reads a JSON header and raw little-endian
+arrays, and rebuilds layers only from the known layer types by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .layer import LAYER_TYPES, Layer
+from .parameter import Parameter
+
+FORMAT_NAME = "convlens.sequential"
+FORMAT_VERSION = "1"
+
+
+class Sequential(Layer):
+    """Layers applied one after another; backward runs them in reverse.
+
+    Parameters
+    ----------
+    *layers : Layer
+
+    Attributes
+    ----------
+    layers : list of Layer
+    input_shape : (C, H, W) or None
+        One sample's input shape, when known (set by ``load`` from the file).
+    classes : list of str or None
+        Class names, when known.
+    metadata : dict
+        Any further JSON-able facts stored with the model (e.g. preprocessing).
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
+        self.layers: list[Layer] = list(layers)
+        self.input_shape: tuple[int, ...] | None = None
+        self.classes: list[str] | None = None
+        self.metadata: dict[str, Any] = {}
+
+    # -- running ---------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.output_shape(shape)
+        return shape
+
+    # -- parameters and modes ----------------------------------------------------------
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """``("3.weight", Parameter)`` pairs: layer index, then parameter name (PyTorch's keys)."""
+        for i, layer in enumerate(self.layers):
+            for name, p in layer.named_parameters():
+                yield f"{i}.{name}", p
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def astype(self, dtype: np.dtype | type) -> Sequential:
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": [{"type": type(x).__name__, "config": x.config()} for x in self.layers]}
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+    # -- files -----------------------------------------------------------------------
+    def save(
+        self,
+        path: str | os.PathLike,
+        input_shape: Sequence[int] | None = None,
+        classes: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the model to a safetensors file, atomically.
+
+        Parameters
+        ----------
+        path : path-like
+        input_shape : (C, H, W), optional
+            One sample's input shape; checked by running the shapes through every layer.
+            Default: the model's own ``input_shape`` if it has one.
+        classes : sequence of str, optional
+            One name per output; default: the model's own ``classes``.
+        metadata : mapping, optional
+            Further JSON-able facts to keep with the model (merged over ``self.metadata``).
+        """
+        input_shape = self.input_shape if input_shape is None else tuple(input_shape)
+        classes = self.classes if classes is None else list(classes)
+        if input_shape is not None:
+            out = self.output_shape(input_shape)
+            if classes is not None and out != (len(classes),):
+                raise ValueError(
+                    f"save: {len(classes)} class names given, but the model's output for "
+                    f"input {tuple(input_shape)} has shape {out}"
+                )
+        header = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "architecture": json.dumps(self.config()["layers"]),
+            "input_shape": json.dumps(None if input_shape is None else list(input_shape)),
+            "classes": json.dumps(classes),
+            "metadata": json.dumps({**self.metadata, **(metadata or {})}),
+        }
+        tensors = {name: np.ascontiguousarray(p.data) for name, p in self.named_parameters()}
+        _write_atomically(Path(path), tensors, header)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Sequential:
+        """Rebuild a model written by :meth:`save`. Never unpickles anything."""
+        return load(path)
+
+
+def _write_atomically(path: Path, tensors: dict[str, np.ndarray], header: dict[str, str]) -> None:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> Sequential:
+    """Load a :class:`Sequential` saved with :meth:`Sequential.save`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a safetensors file (e.g. a pickle), a malformed header, an unknown layer type,
+        or weights whose names or shapes do not fit the architecture.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for broken files
+        raise ValueError(f"{path} is not a valid safetensors model file: {err}") from None
+    if header.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: not a convlens model (no '{FORMAT_NAME}' format tag)")
+    try:
+        specs = json.loads(header["architecture"])
+        input_shape = json.loads(header.get("input_shape", "null"))
+        classes = json.loads(header.get("classes", "null"))
+        metadata = json.loads(header.get("metadata", "{}"))
+        model = Sequential(*(_layer_from_spec(spec) for spec in specs))
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: malformed architecture metadata ({err!r})") from None
+    _assign_weights(model, tensors, path)
+    model.input_shape = None if input_shape is None else tuple(input_shape)
+    model.classes = classes
+    model.metadata = metadata
+    return model
+
+
+def _layer_from_spec(spec: dict[str, Any]) -> Layer:
+    kind = spec["type"]
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(sorted(LAYER_TYPES))}")
+    if kind == "Sequential":
+        return Sequential(*(_layer_from_spec(s) for s in spec["config"]["layers"]))
+    return LAYER_TYPES[kind](**spec["config"])
+
+
+def _assign_weights(model: Sequential, tensors: dict[str, np.ndarray], path: Path) -> None:
+    expected = dict(model.named_parameters())
+    missing, unexpected = expected.keys() - tensors.keys(), tensors.keys() - expected.keys()
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: weights do not fit the architecture "
+            f"(missing: {sorted(missing)}, unexpected: {sorted(unexpected)})"
+        )
+    for name, p in expected.items():
+        if tensors[name].shape != p.shape:
+            raise ValueError(
+                f"{path}: tensor {name!r} has shape {tensors[name].shape}, "
+                f"but the architecture needs {p.shape}"
+            )
+        p.data = tensors[name]

@@ -1,0 +1,104 @@
+"""Sliding windows: the bookkeeping that convolution and pooling share.
+
+Sizes are per axis (rows, columns). Padding is always resolved to
+``((top, bottom), (left, right))`` before any arithmetic happens.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import numpy as np
+
+Pair: TypeAlias = tuple[int, int]
+Padding2D: TypeAlias = tuple[Pair, Pair]
+PaddingSpec: TypeAlias = int | tuple | str
+
+
+def pair(value: int | tuple[int, int] | list[int], name: str, minimum: int = 1) -> Pair:
+    """``3 -> (3, 3)``; ``(2, 3) -> (2, 3)``; anything below ``minimum`` is a ValueError."""
+    if isinstance(value, (int, np.integer)):
+        out = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{name} must be an int or a pair (rows, columns), got {value!r}")
+    if min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum} on both axes, got {value!r}")
+    return out
+
+
+def explicit_padding(padding: int | tuple | list, name: str = "padding") -> Padding2D:
+    """``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))`` as ``((t, b), (l, r))``."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        rows, cols = padding
+        if isinstance(rows, (tuple, list)) and isinstance(cols, (tuple, list)):
+            (t, b), (l, r) = pair(rows, name, 0), pair(cols, name, 0)
+            return (t, b), (l, r)
+    ph, pw = pair(padding, name, minimum=0)
+    return (ph, ph), (pw, pw)
+
+
+def conv_output_size(
+    size: Pair, kernel: Pair, stride: Pair, dilation: Pair, padding: Padding2D, who: str
+) -> Pair:
+    """Output size ``⌊(H + top + bottom − d·(k−1) − 1) / s⌋ + 1`` per axis.
+
+    Raises a ValueError naming every size involved when the dilated kernel does not
+    fit in the padded input.
+    """
+    out = []
+    for axis in range(2):
+        padded = size[axis] + sum(padding[axis])
+        span = dilation[axis] * (kernel[axis] - 1) + 1
+        if padded < span:
+            raise ValueError(
+                f"{who}: the kernel {kernel[0]}x{kernel[1]} with dilation "
+                f"{dilation[0]}x{dilation[1]} spans {span} {('rows', 'columns')[axis]}, "
+                f"but the input is only {size[0]}x{size[1]} and "
+                f"{padded} {('rows', 'columns')[axis]} after padding {padding} "
+                f"(stride {stride[0]}x{stride[1]})"
+            )
+        out.append((padded - span) // stride[axis] + 1)
+    return out[0], out[1]
+
+
+def pad_or_crop(x: np.ndarray, padding: Padding2D, value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes by ``((t, b), (l, r))``; negative amounts crop instead."""
+    (t, b), (l, r) = padding
+    if min(t, b, l, r) < 0:
+        H, W = x.shape[-2:]
+        x = x[..., max(-t, 0) : H - max(-b, 0), max(-l, 0) : W - max(-r, 0)]
+        t, b, l, r = max(t, 0), max(b, 0), max(l, 0), max(r, 0)
+    if t == b == l == r == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def sliding_windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair):
+    """A read-only view ``(N, C, kh, kw, H', W')`` of every window of ``xp``.
+
+    ``view[n, c, a, b, i, j] = xp[n, c, i·sh + a·dh, j·sw + b·dw]`` — no copy is made.
+    """
+    N, C = xp.shape[:2]
+    sN, sC, sH, sW = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp,
+        shape=(N, C, kernel[0], kernel[1], out[0], out[1]),
+        strides=(sN, sC, dilation[0] * sH, dilation[1] * sW, stride[0] * sH, stride[1] * sW),
+        writeable=False,
+    )
+
+
+def window_slice(a: int, b: int, stride: Pair, dilation: Pair, out: Pair) -> tuple[slice, ...]:
+    """Index of the input pixels that kernel element (a, b) touches, for all outputs at once.
+
+    ``xp[window_slice(a, b, ...)]`` has shape ``(N, C, H', W')`` and its element
+    ``[n, c, i, j]`` is ``xp[n, c, i·sh + a·dh, j·sw + b·dw]``.
+    """
+    top, left = a * dilation[0], b * dilation[1]
+    return (
+        Ellipsis,
+        slice(top, top + stride[0] * (out[0] - 1) + 1, stride[0]),
+        slice(left, left + stride[1] * (out[1] - 1) + 1, stride[1]),
+    )
