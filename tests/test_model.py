@@ -1,0 +1,98 @@
+"""Whole networks: CNN Explainer's Tiny VGG against PyTorch autograd, and a small CNN that learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_close
+
+import convlens.nn as nn
+
+
+def tiny_vgg() -> nn.Sequential:
+    """CNN Explainer's network: 64×64×3 in, four 3×3 convs of 10 channels, two pools, dense."""
+    return nn.Sequential(
+        nn.Conv2D(3, 10, 3), nn.ReLU(), nn.Conv2D(10, 10, 3), nn.ReLU(), nn.MaxPool2D(2),
+        nn.Conv2D(10, 10, 3), nn.ReLU(), nn.Conv2D(10, 10, 3), nn.ReLU(), nn.MaxPool2D(2),
+        nn.Flatten(), nn.Dense(10 * 13 * 13, 10),
+    )  # fmt: skip
+
+
+def to_torch(model: nn.Sequential) -> torch.nn.Sequential:
+    """The same network in PyTorch, holding copies of our weights (correlation, symmetric pads)."""
+    layers = []
+    for layer in model:
+        if isinstance(layer, nn.Conv2D):
+            t = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size)
+        elif isinstance(layer, nn.Dense):
+            t = torch.nn.Linear(layer.in_features, layer.out_features)
+        else:
+            t = {nn.ReLU: torch.nn.ReLU, nn.Flatten: torch.nn.Flatten}.get(type(layer))
+            t = t() if t else torch.nn.MaxPool2d(layer.kernel_size, layer.stride)
+        for name, p in layer.named_parameters():
+            setattr(t, name, torch.nn.Parameter(torch.tensor(p.data)))
+        layers.append(t)
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-10), (np.float32, 1e-5)])
+def test_tiny_vgg_backward_equals_torch_autograd(dtype, tol):
+    rng = np.random.default_rng(0)
+    model = tiny_vgg().astype(dtype)
+    assert sum(p.size for p in model.parameters()) == 19_920
+    x = rng.random((4, 3, 64, 64)).astype(dtype)
+    target = rng.integers(0, 10, 4)
+    loss = nn.CrossEntropyLoss()
+    value = loss.forward(model.forward(x), target)
+    model.zero_grad()
+    dx = model.backward(loss.backward())
+
+    reference = to_torch(model)
+    x_t = torch.tensor(x, requires_grad=True)
+    value_t = torch.nn.functional.cross_entropy(reference(x_t), torch.tensor(target))
+    value_t.backward()
+    assert abs(value - value_t.item()) <= tol * abs(value_t.item())
+    assert_close(dx, x_t.grad, tol, "dL/dx")
+    for (name, p), p_t in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert p.grad.dtype == dtype
+        assert_close(p.grad, p_t.grad, tol, f"dL/d{name}")
+
+
+def test_small_model_passes_gradcheck():
+    rng = np.random.default_rng(1)
+    model = nn.Sequential(
+        nn.Conv2D(2, 3, 3, stride=2, padding="same", mode="convolution"), nn.Tanh(),
+        nn.AvgPool2D(2, 1), nn.Conv2D(3, 2, 2, dilation=2, padding=1), nn.Sigmoid(),
+        nn.MaxPool2D(2), nn.Flatten(), nn.Dense(2 * 2 * 2, 3), nn.Softmax(),
+    ).astype(np.float64)  # fmt: skip
+    x = rng.standard_normal((2, 2, 9, 9))
+    result = nn.gradcheck(model, x, max_checks=60)
+    assert result.ok, result
+
+
+def test_small_cnn_learns_bars():
+    """Horizontal vs vertical bars: a tiny CNN trained by SGD must separate them."""
+    rng = np.random.default_rng(0)
+    nn.manual_seed(0)
+    x = 0.1 * rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 2, 64)
+    for img, label, pos in zip(x, y, rng.integers(0, 8, 64), strict=True):
+        if label:
+            img[0, :, pos] += 1
+        else:
+            img[0, pos, :] += 1
+    model = nn.Sequential(
+        nn.Conv2D(1, 4, 3, padding="same"), nn.ReLU(), nn.MaxPool2D(2),
+        nn.Flatten(), nn.Dense(4 * 4 * 4, 2),
+    )  # fmt: skip
+    loss, opt = nn.CrossEntropyLoss(), nn.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    first = None
+    for _ in range(60):
+        value = loss.forward(model.forward(x), y)
+        first = value if first is None else first
+        opt.zero_grad()
+        model.backward(loss.backward())
+        opt.step()
+    accuracy = (model.forward(x).argmax(1) == y).mean()
+    assert value < first / 10 and accuracy == 1.0
