@@ -62,12 +62,9 @@ def test_conv2d(seed, dtype):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_conv2d_symmetric_padding_matches_torch_own_padding(seed):
-    """Where PyTorch can pad by itself (symmetric ints), let it: no padding code of ours involved."""
+    """Where PyTorch pads by itself (symmetric ints), let it: no padding code of ours involved."""
     rng = np.random.default_rng(seed)
-    k, s, d, p = (
-        int(v)
-        for v in (rng.integers(1, 6), rng.integers(1, 4), rng.integers(1, 3), rng.integers(0, 3))
-    )
+    k, s, d, p = (int(rng.integers(low, high)) for low, high in [(1, 6), (1, 4), (1, 3), (0, 3)])
     layer = nn.Conv2D(2, 3, k, s, p, d)
     x = rng.standard_normal((2, 2, d * (k - 1) + 1 + int(rng.integers(0, 5)), 9))
     check_layer(layer, lambda x, weight, bias: F.conv2d(x, weight, bias, s, p, d), x, seed=seed)

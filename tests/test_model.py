@@ -1,4 +1,4 @@
-"""Whole networks: CNN Explainer's Tiny VGG against PyTorch autograd, and a small CNN that learns."""
+"""Whole networks: CNN Explainer's Tiny VGG against PyTorch autograd; a small CNN that learns."""
 
 from __future__ import annotations
 
