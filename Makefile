@@ -8,11 +8,18 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# The virtual environment is rebuilt whenever pyproject.toml changes.
+# The virtual environment is (re)built whenever pyproject.toml changes. Debian's python3
+# ships without venv/ensurepip; install python3-venv when we can (root with apt-get).
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q python3-venv; \
+	  else \
+	    echo "convlens needs Python's venv module: sudo apt-get install python3-venv" >&2; exit 1; \
+	  fi; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 lint: setup

@@ -38,6 +38,7 @@ from .window import (
     explicit_padding,
     pad_or_crop,
     pair,
+    show,
     sliding_windows,
 )
 
@@ -361,14 +362,13 @@ class Conv2D(Layer):
         return self.weight.data
 
     def __repr__(self) -> str:
-        kh, kw = self.kernel_size
-        extras = [f"kernel={kh}x{kw}"]
+        extras = [f"kernel={show(self.kernel_size)}"]
         if self.stride != (1, 1):
-            extras.append(f"stride={self.stride}")
+            extras.append(f"stride={show(self.stride)}")
         if self.padding not in (0, [0, 0]):
             extras.append(f"padding={self.padding!r}")
         if self.dilation != (1, 1):
-            extras.append(f"dilation={self.dilation}")
+            extras.append(f"dilation={show(self.dilation)}")
         if self.anchor != default_anchor(self.kernel_size):
             extras.append(f"anchor={self.anchor}")
         if self.mode != "correlation":

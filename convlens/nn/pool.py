@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .layer import Layer
-from .window import Pair, conv_output_size, pad_or_crop, pair, window_slice
+from .window import Pair, conv_output_size, pad_or_crop, pair, show, window_slice
 
 
 class _Pool2D(Layer):
@@ -69,6 +69,14 @@ class _Pool2D(Layer):
         """``(k, slice)`` for each kernel element k = a·kw + b, in row-major order."""
         for k, (a, b) in enumerate(product(*map(range, self.kernel_size))):
             yield k, window_slice(a, b, self.stride, (1, 1), out)
+
+    def __repr__(self) -> str:
+        parts = [f"kernel={show(self.kernel_size)}"]
+        if self.stride != self.kernel_size:
+            parts.append(f"stride={show(self.stride)}")
+        if self.padding != (0, 0):
+            parts.append(f"padding={show(self.padding)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def _unpad(self, dxp: np.ndarray) -> np.ndarray:
         (ph, pw) = self.padding

@@ -87,6 +87,30 @@ class Sequential(Layer):
     def config(self) -> dict[str, Any]:
         return {"layers": [{"type": type(x).__name__, "config": x.config()} for x in self.layers]}
 
+    def summary(self, input_shape: Sequence[int] | None = None) -> str:
+        """A table of layers with each one's output shape and parameter count.
+
+        Parameters
+        ----------
+        input_shape : (C, H, W), optional
+            One sample's input; default ``self.input_shape``. Without one, shapes are omitted.
+        """
+        shape = self.input_shape if input_shape is None else tuple(input_shape)
+        rows = [("layer", "output shape", "parameters")]
+        if shape is not None:
+            rows.append(("input", str(tuple(shape)), ""))
+        for i, layer in enumerate(self.layers):
+            if shape is not None:
+                shape = layer.output_shape(shape)
+            count = sum(p.size for p in layer.parameters())
+            rows.append((f"({i}) {layer!r}", "" if shape is None else str(shape), f"{count:,}"))
+        total = sum(p.size for p in self.parameters())
+        rows.append(("total", "", f"{total:,}"))
+        widths = [max(len(row[k]) for row in rows) for k in range(3)]
+        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+        rule = "-" * len(lines[0])
+        return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
     def __len__(self) -> int:
         return len(self.layers)
 

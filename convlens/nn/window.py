@@ -28,6 +28,11 @@ def pair(value: int | tuple[int, int] | list[int], name: str, minimum: int = 1) 
     return out
 
 
+def show(size: Pair) -> str:
+    """``(3, 2) -> "3x2"``: how sizes appear in layer names and error messages."""
+    return f"{size[0]}x{size[1]}"
+
+
 def explicit_padding(padding: int | tuple | list, name: str = "padding") -> Padding2D:
     """``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))`` as ``((t, b), (l, r))``."""
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
