@@ -1,0 +1,456 @@
+"""Benchmark the convlens NumPy engine against PyTorch on the CPU, in float32.
+
+Two networks are built identically in both frameworks from one layer-spec list, convlens's
+initial weights are copied into the torch model, and one forward/backward is checked to
+agree before anything is timed:
+
+* Tiny VGG, CNN Explainer's network (3x64x64 input, 19,920 parameters), and a small MNIST
+  net (1x28x28), each at batch sizes 32 and 128:
+
+  - ``train``: one full training step — zero_grad, forward, cross-entropy, backward,
+    SGD step with momentum 0.9;
+  - ``forward``: inference only (torch under ``no_grad``; convlens has no such mode and
+    keeps its backward caches);
+
+* Tiny VGG forward of a single image: the explainer's latency.
+
+Each case is warmed up, then convlens and torch are timed alternately (interleaved
+repeats, the order swapped every repeat) with ``time.perf_counter``. Each timed call
+follows a short sleep, so the other framework's idle threads have stopped spinning, and an
+untimed call of its own, so its own threads are awake (``SETTLE_S``).
+The table shows the median with min–max for both and the ratio of medians, convlens/torch.
+
+``floor ms`` is the GEMM floor: the FLOPs of the conv and dense matrix products (forward
+``2·N·O·C·kh·kw·Ho·Wo`` per conv and ``2·N·in·out`` per dense; training ≈ 3× forward, for
+the forward, dW and dx products) divided by this machine's float32 NumPy matmul rate on a
+1024x1024 @ 1024x1024 product. The small GEMMs of a convolution run below that rate, so no
+engine reaches the floor; it shows how far from pure matmul cost a case is. ``peak MiB`` is
+tracemalloc's peak over a few convlens training steps (NumPy's buffers are traced; weights
+and inputs made before tracing starts are not counted).
+
+Run::
+
+    make bench                                            # 15 repeats, 2 threads
+    .venv/bin/python bench/bench_engine.py --quick        # smoke run
+    .venv/bin/python bench/bench_engine.py --repeats 30 --threads 2
+
+The full results are also written to ``bench/results/engine.json``. ``--threads`` sets
+torch's intra-op threads; NumPy's BLAS (OpenBLAS) reads ``OPENBLAS_NUM_THREADS`` once at
+import (default: every core), so set that too when ``--threads`` is below the core count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+import convlens.nn as nn
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "engine.json"
+LR, MOMENTUM = 0.01, 0.9
+GEMM_SIZE, GEMM_REPEATS = 1024, 10
+TOLERANCE = 1e-3  # max |convlens − torch| over logits and gradients before timing
+# After a call returns, OpenBLAS (NumPy) keeps a worker thread spinning for ~0.1 s and
+# torch's OpenMP threads for ~0.01 s; on a 2-core machine that spinning halves the other
+# framework's speed. So every timed call comes after a sleep this long (the other side goes
+# idle) and then one untimed call (its own threads wake up: waking a sleeping thread can cost
+# milliseconds on a VM, which a training loop running step after step never pays).
+SETTLE_S = 0.15
+MEMORY_STEPS = 2  # convlens training steps traced for the peak memory
+
+Mode = Literal["train", "forward"]
+Step = Callable[[], object]
+
+# A layer as (kind, constructor arguments); both frameworks take the same positional arguments.
+LayerSpec = tuple[str, tuple[int, ...]]
+
+CONVLENS_LAYERS: dict[str, Callable[..., nn.Layer]] = {
+    "conv": nn.Conv2D,
+    "relu": nn.ReLU,
+    "pool": nn.MaxPool2D,
+    "flatten": nn.Flatten,
+    "dense": nn.Dense,
+}
+TORCH_LAYERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "conv": torch.nn.Conv2d,
+    "relu": torch.nn.ReLU,
+    "pool": torch.nn.MaxPool2d,
+    "flatten": torch.nn.Flatten,
+    "dense": torch.nn.Linear,
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    input_shape: tuple[int, int, int]
+    layers: tuple[LayerSpec, ...]
+    expected_params: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.layers[-1][1][-1]
+
+
+TINY_VGG = Workload(
+    "Tiny VGG",
+    (3, 64, 64),
+    (
+        ("conv", (3, 10, 3)),
+        ("relu", ()),
+        ("conv", (10, 10, 3)),
+        ("relu", ()),
+        ("pool", (2,)),
+        ("conv", (10, 10, 3)),
+        ("relu", ()),
+        ("conv", (10, 10, 3)),
+        ("relu", ()),
+        ("pool", (2,)),
+        ("flatten", ()),
+        ("dense", (10 * 13 * 13, 10)),
+    ),
+    expected_params=19_920,
+)
+MNIST = Workload(
+    "MNIST",
+    (1, 28, 28),
+    (
+        ("conv", (1, 8, 3)),
+        ("relu", ()),
+        ("pool", (2,)),
+        ("conv", (8, 16, 3)),
+        ("relu", ()),
+        ("flatten", ()),
+        ("dense", (16 * 11 * 11, 64)),
+        ("relu", ()),
+        ("dense", (64, 10)),
+    ),
+)
+CASES: list[tuple[Workload, Mode, int]] = [
+    *((w, mode, n) for w in (TINY_VGG, MNIST) for n in (32, 128) for mode in ("train", "forward")),
+    (TINY_VGG, "forward", 1),
+]
+
+
+@dataclass
+class Timing:
+    samples_ms: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    def summary(self) -> str:
+        return f"{self.median:.2f} [{min(self.samples_ms):.2f}–{max(self.samples_ms):.2f}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "median_ms": self.median,
+            "min_ms": min(self.samples_ms),
+            "max_ms": max(self.samples_ms),
+            "samples_ms": self.samples_ms,
+        }
+
+
+@dataclass
+class CaseResult:
+    workload: str
+    mode: Mode
+    batch: int
+    convlens: Timing
+    torch: Timing
+    gemm_flops: int
+    floor_ms: float
+    max_abs_diff: float
+    peak_mib: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload} {self.mode} N={self.batch}"
+
+    @property
+    def ratio(self) -> float:
+        return self.convlens.median / self.torch.median
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "mode": self.mode,
+            "batch": self.batch,
+            "convlens": self.convlens.to_json(),
+            "torch": self.torch.to_json(),
+            "ratio_convlens_over_torch": self.ratio,
+            "gemm_flops": self.gemm_flops,
+            "floor_ms": self.floor_ms,
+            "max_abs_diff_vs_torch": self.max_abs_diff,
+            "convlens_train_peak_mib": self.peak_mib,
+        }
+
+
+# -- models ------------------------------------------------------------------------------
+def build_pair(workload: Workload) -> tuple[nn.Sequential, torch.nn.Sequential]:
+    """The workload in both frameworks, torch holding a copy of convlens's initial weights."""
+    ours = nn.Sequential(*(CONVLENS_LAYERS[kind](*args) for kind, args in workload.layers))
+    theirs = torch.nn.Sequential(*(TORCH_LAYERS[kind](*args) for kind, args in workload.layers))
+    n_params = sum(p.size for p in ours.parameters())
+    assert workload.expected_params in (None, n_params), (
+        f"{workload.name}: {n_params} parameters, expected {workload.expected_params}"
+    )
+    # Both name parameters "<layer index>.weight/bias"; load_state_dict is strict.
+    theirs.load_state_dict({k: torch.from_numpy(p.data.copy()) for k, p in ours.named_parameters()})
+    return ours, theirs
+
+
+def check_same_math(
+    ours: nn.Sequential, theirs: torch.nn.Sequential, x: np.ndarray, target: np.ndarray
+) -> float:
+    """Max |convlens − torch| over the logits and every parameter gradient of one step."""
+    loss_fn = nn.CrossEntropyLoss()
+    ours.zero_grad()
+    logits = ours.forward(x)
+    loss_fn.forward(logits, target)
+    ours.backward(loss_fn.backward())
+    theirs.zero_grad()
+    t_logits = theirs(torch.from_numpy(x))
+    torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(target)).backward()
+    t_params = dict(theirs.named_parameters())
+    diffs = [np.abs(logits - t_logits.detach().numpy()).max()]
+    diffs += [np.abs(p.grad - t_params[k].grad.numpy()).max() for k, p in ours.named_parameters()]
+    worst = float(max(diffs))
+    if worst > TOLERANCE:
+        raise AssertionError(f"convlens and torch disagree by {worst:.3g} (> {TOLERANCE})")
+    return worst
+
+
+def convlens_step(model: nn.Sequential, mode: Mode, x: np.ndarray, target: np.ndarray) -> Step:
+    if mode == "forward":
+        return lambda: model.forward(x)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = nn.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def train_step() -> None:
+        optimizer.zero_grad()
+        loss_fn.forward(model.forward(x), target)
+        model.backward(loss_fn.backward())
+        optimizer.step()
+
+    return train_step
+
+
+def torch_step(
+    model: torch.nn.Sequential, mode: Mode, x: torch.Tensor, target: torch.Tensor
+) -> Step:
+    if mode == "forward":
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x)
+
+        return forward
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def train_step() -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), target).backward()
+        optimizer.step()
+
+    return train_step
+
+
+# -- measuring ---------------------------------------------------------------------------
+def timeit_pair(
+    fn_a: Step, fn_b: Step, repeats: int, settle_s: float = SETTLE_S
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per call of each, interleaved; who goes first alternates every repeat.
+
+    Each timed call follows a ``settle_s`` sleep, so the other framework's idle threads have
+    stopped spinning, and one untimed call of its own, so its own threads are awake: the
+    steady state of a loop running one framework alone (see ``SETTLE_S``).
+    """
+    fns, samples_ms = (fn_a, fn_b), ([], [])
+    for i in range(repeats):
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            time.sleep(settle_s)
+            fns[k]()
+            start = time.perf_counter()
+            fns[k]()
+            samples_ms[k].append((time.perf_counter() - start) * 1e3)
+    return samples_ms
+
+
+def forward_gemm_flops(model: nn.Sequential, input_shape: tuple[int, ...], batch: int) -> int:
+    """FLOPs of the forward matrix products: 2·N·O·C·kh·kw·Ho·Wo per conv, 2·N·in·out per dense."""
+    flops, shape = 0, tuple(input_shape)
+    for layer in model:
+        out = layer.output_shape(shape)
+        if isinstance(layer, nn.Conv2D):
+            kh, kw = layer.kernel_size
+            flops += 2 * batch * layer.in_channels * kh * kw * out[0] * out[1] * out[2]
+        elif isinstance(layer, nn.Dense):
+            flops += 2 * batch * layer.in_features * layer.out_features
+        shape = out
+    return flops
+
+
+def gemm_rate(n: int = GEMM_SIZE, repeats: int = GEMM_REPEATS) -> float:
+    """This machine's float32 NumPy matmul rate in FLOP/s: median of an n×n @ n×n product."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    for _ in range(2):  # warm-up: thread pool start, page faults
+        a @ b
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        seconds.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(seconds)
+
+
+def peak_mib(step: Step, steps: int) -> float:
+    """Peak traced allocation (MiB) over ``steps`` calls; NumPy reports its buffers."""
+    tracemalloc.start()
+    try:
+        for _ in range(steps):
+            step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / 2**20
+
+
+def run_case(
+    workload: Workload, mode: Mode, batch: int, repeats: int, warmup: int, rate: float
+) -> CaseResult:
+    nn.manual_seed(0)
+    ours, theirs = build_pair(workload)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, *workload.input_shape), dtype=np.float32)
+    target = rng.integers(0, workload.num_classes, batch)  # int64, as torch expects
+    diff = check_same_math(ours, theirs, x, target)
+
+    run_ours = convlens_step(ours, mode, x, target)
+    run_theirs = torch_step(theirs, mode, torch.from_numpy(x), torch.from_numpy(target))
+    for _ in range(warmup):
+        run_ours()
+        run_theirs()
+    ours_ms, theirs_ms = timeit_pair(run_ours, run_theirs, repeats)
+
+    flops = forward_gemm_flops(ours, workload.input_shape, batch) * (3 if mode == "train" else 1)
+    return CaseResult(
+        workload=workload.name,
+        mode=mode,
+        batch=batch,
+        convlens=Timing(ours_ms),
+        torch=Timing(theirs_ms),
+        gemm_flops=flops,
+        floor_ms=flops / rate * 1e3,
+        max_abs_diff=diff,
+        peak_mib=peak_mib(run_ours, MEMORY_STEPS) if mode == "train" else None,
+    )
+
+
+# -- reporting ---------------------------------------------------------------------------
+def machine_info(threads: int, rate: float) -> dict[str, Any]:
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    return {
+        "numpy": np.__version__,
+        "numpy_blas": f"{blas.get('name')} {blas.get('version')}",
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "torch": torch.__version__,
+        "torch_threads": threads,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy_gemm_gflops": rate / 1e9,
+    }
+
+
+def format_table(results: list[CaseResult]) -> str:
+    headers = (
+        "workload",
+        "convlens ms [min–max]",
+        "torch ms [min–max]",
+        "ratio",
+        "floor ms",
+        "peak MiB",
+    )
+    rows = [
+        (
+            r.label,
+            r.convlens.summary(),
+            r.torch.summary(),
+            f"{r.ratio:.2f}x",
+            f"{r.floor_ms:.2f}",
+            "-" if r.peak_mib is None else f"{r.peak_mib:.1f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        aligned = [cells[0].ljust(widths[0])]  # the label left-aligned, numbers right
+        aligned += [cell.rjust(w) for cell, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join(aligned)
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, help="timed repeats per case (default 15)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up: smoke run")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 15)
+    warmup = 1 if args.quick else 3
+
+    torch.set_num_threads(args.threads)
+    rate = gemm_rate()
+    info = machine_info(args.threads, rate)
+    print(
+        f"numpy {info['numpy']} ({info['numpy_blas']}, "
+        f"OPENBLAS_NUM_THREADS={info['OPENBLAS_NUM_THREADS'] or 'unset'}), "
+        f"torch {info['torch']}, torch threads {args.threads}, {info['cpu_count']} CPUs, "
+        f"NumPy float32 GEMM {info['numpy_gemm_gflops']:.1f} GFLOP/s, "
+        f"load average {info['load_average_at_start'][0]:.2f}"
+    )
+    print(
+        f"float32, {repeats} interleaved repeats after {warmup} warm-up(s) per case, "
+        f"each after a {SETTLE_S} s sleep and an untimed run-in call\n"
+    )
+
+    results = [run_case(w, mode, n, repeats, warmup, rate) for w, mode, n in CASES]
+    print(format_table(results))
+
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": {**info, "load_average_at_end": os.getloadavg()},
+        "settings": {
+            "repeats": repeats,
+            "warmup": warmup,
+            "settle_s": SETTLE_S,
+            "lr": LR,
+            "momentum": MOMENTUM,
+        },
+        "cases": [r.to_json() for r in results],
+    }
+    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {RESULTS_PATH}")
+
+
+if __name__ == "__main__":
+    main()
