@@ -93,12 +93,19 @@ def random_pool(rng: np.random.Generator, kind: type) -> tuple[nn.Layer, np.ndar
     return layer, rng.standard_normal((int(rng.integers(1, 4)), int(rng.integers(1, 4)), H, W))
 
 
+POOLS = {nn.MaxPool2D: F.max_pool2d, nn.AvgPool2D: F.avg_pool2d}
+
+
+def torch_pool(layer: nn.Layer):
+    return lambda x: POOLS[type(layer)](x, layer.kernel_size, layer.stride, layer.padding)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", CONFIGS)
-def test_maxpool2d(seed, dtype):
-    layer, x = random_pool(np.random.default_rng(seed), nn.MaxPool2D)
-    torch_fn = lambda x: F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)  # noqa: E731
-    check_layer(layer, torch_fn, x, dtype, seed=seed)
+@pytest.mark.parametrize("kind", POOLS, ids=lambda kind: kind.__name__)
+def test_pools(kind, seed, dtype):
+    layer, x = random_pool(np.random.default_rng(seed), kind)
+    check_layer(layer, torch_pool(layer), x, dtype, seed=seed)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -106,23 +113,14 @@ def test_maxpool2d_ties_go_to_the_first_maximum_like_torch(seed):
     rng = np.random.default_rng(seed)
     layer, x = random_pool(rng, nn.MaxPool2D)
     x = rng.integers(0, 3, x.shape).astype(np.float64)  # many equal values in every window
-    torch_fn = lambda x: F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)  # noqa: E731
     # finite differences are meaningless at ties; compare with torch's routing only
     layer.astype(np.float64)
     y = layer.forward(x)
     dy = rng.standard_normal(y.shape)
     x_t = torch.tensor(x, requires_grad=True)
-    torch_fn(x_t).backward(torch.tensor(dy))
+    torch_pool(layer)(x_t).backward(torch.tensor(dy))
     # overlapping windows may add in another order: equal up to rounding, routed identically
     np.testing.assert_allclose(layer.backward(dy), x_t.grad.numpy(), rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("seed", CONFIGS)
-def test_avgpool2d(seed, dtype):
-    layer, x = random_pool(np.random.default_rng(seed), nn.AvgPool2D)
-    torch_fn = lambda x: F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding)  # noqa: E731
-    check_layer(layer, torch_fn, x, dtype, seed=seed)
 
 
 def random_tensor(rng: np.random.Generator, scale: float = 2.0) -> np.ndarray:

@@ -43,23 +43,18 @@ ADAM_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("settings", SGD_SETTINGS, ids=str)
-@pytest.mark.parametrize("seed", range(3))
-def test_sgd_matches_torch(settings, seed):
-    ours, theirs = run_both(
-        lambda ps: nn.SGD(ps, **settings), lambda ps: torch.optim.SGD(ps, **settings), seed
-    )
-    for p, p_t in zip(ours, theirs, strict=True):
-        np.testing.assert_allclose(p.data, p_t.detach().numpy(), rtol=1e-12, atol=1e-12)
+CASES = [(nn.SGD, torch.optim.SGD, settings) for settings in SGD_SETTINGS] + [
+    (nn.Adam, torch.optim.Adam, settings) for settings in ADAM_SETTINGS
+]
 
 
-@pytest.mark.parametrize("settings", ADAM_SETTINGS, ids=str)
+@pytest.mark.parametrize(("ours", "theirs", "settings"), CASES, ids=str)
 @pytest.mark.parametrize("seed", range(3))
-def test_adam_matches_torch(settings, seed):
-    ours, theirs = run_both(
-        lambda ps: nn.Adam(ps, **settings), lambda ps: torch.optim.Adam(ps, **settings), seed
+def test_optimizer_matches_torch(ours, theirs, settings, seed):
+    params, params_t = run_both(
+        lambda ps: ours(ps, **settings), lambda ps: theirs(ps, **settings), seed
     )
-    for p, p_t in zip(ours, theirs, strict=True):
+    for p, p_t in zip(params, params_t, strict=True):
         np.testing.assert_allclose(p.data, p_t.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
