@@ -8,32 +8,8 @@ import torch
 from helpers import assert_close
 
 import convlens.nn as nn
-
-
-def tiny_vgg() -> nn.Sequential:
-    """CNN Explainer's network: 64×64×3 in, four 3×3 convs of 10 channels, two pools, dense."""
-    return nn.Sequential(
-        nn.Conv2D(3, 10, 3), nn.ReLU(), nn.Conv2D(10, 10, 3), nn.ReLU(), nn.MaxPool2D(2),
-        nn.Conv2D(10, 10, 3), nn.ReLU(), nn.Conv2D(10, 10, 3), nn.ReLU(), nn.MaxPool2D(2),
-        nn.Flatten(), nn.Dense(10 * 13 * 13, 10),
-    )  # fmt: skip
-
-
-def to_torch(model: nn.Sequential) -> torch.nn.Sequential:
-    """The same network in PyTorch, holding copies of our weights (correlation, symmetric pads)."""
-    layers = []
-    for layer in model:
-        if isinstance(layer, nn.Conv2D):
-            t = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size)
-        elif isinstance(layer, nn.Dense):
-            t = torch.nn.Linear(layer.in_features, layer.out_features)
-        else:
-            t = {nn.ReLU: torch.nn.ReLU, nn.Flatten: torch.nn.Flatten}.get(type(layer))
-            t = t() if t else torch.nn.MaxPool2d(layer.kernel_size, layer.stride)
-        for name, p in layer.named_parameters():
-            setattr(t, name, torch.nn.Parameter(torch.tensor(p.data)))
-        layers.append(t)
-    return torch.nn.Sequential(*layers)
+from convlens.interop import to_torch
+from convlens.models import tiny_vgg
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-10), (np.float32, 1e-5)])

@@ -23,6 +23,17 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
+        """The optimizer's state: its arrays by name, and its scalars (JSON-able).
+
+        Together with the parameters this is everything needed to continue training
+        bit-exactly (see :meth:`load_state_dict`).
+        """
+        return {}, {}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
     def zero_grad(self) -> None:
         """Clear every parameter's accumulated gradient."""
         for p in self.params:
@@ -83,6 +94,14 @@ class SGD(Optimizer):
                 g = g + self.momentum * v if self.nesterov else v
             p.data -= self.lr * g
 
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
+        arrays = {f"velocity.{i}": v for i, v in enumerate(self.velocity) if v is not None}
+        return arrays, {}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
+        velocity = (arrays.get(f"velocity.{i}") for i in range(len(self.params)))
+        self.velocity = [None if v is None else v.copy() for v in velocity]
+
 
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam``. For each parameter θ with gradient g at step t::
@@ -134,3 +153,13 @@ class Adam(Optimizer):
             v += (1 - beta2) * (g * g)
             denom = np.sqrt(v) / correction2_sqrt + self.eps
             p.data -= step_size * (m / denom)
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
+        arrays = {f"m.{i}": m for i, m in enumerate(self.m)}
+        arrays.update({f"v.{i}": v for i, v in enumerate(self.v)})
+        return arrays, {"t": self.t}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
+        self.m = [arrays[f"m.{i}"].copy() for i in range(len(self.params))]
+        self.v = [arrays[f"v.{i}"].copy() for i in range(len(self.params))]
+        self.t = int(scalars["t"])

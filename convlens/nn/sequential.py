@@ -145,6 +145,42 @@ class Sequential(Layer):
         metadata : mapping, optional
             Further JSON-able facts to keep with the model (merged over ``self.metadata``).
         """
+        write_safetensors(path, self.tensors(), self.file_header(input_shape, classes, metadata))
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Every parameter array by its name in ``named_parameters`` (contiguous)."""
+        return {name: np.ascontiguousarray(p.data) for name, p in self.named_parameters()}
+
+    def load_tensors(
+        self, tensors: Mapping[str, np.ndarray], origin: str = "load_tensors"
+    ) -> Sequential:
+        """Set every parameter from ``tensors`` (names as in ``named_parameters``); returns self.
+
+        Raises a ValueError naming missing, unexpected or wrongly shaped arrays.
+        """
+        expected = dict(self.named_parameters())
+        missing, unexpected = expected.keys() - tensors.keys(), tensors.keys() - expected.keys()
+        if missing or unexpected:
+            raise ValueError(
+                f"{origin}: weights do not fit the architecture "
+                f"(missing: {sorted(missing)}, unexpected: {sorted(unexpected)})"
+            )
+        for name, p in expected.items():
+            if tensors[name].shape != p.shape:
+                raise ValueError(
+                    f"{origin}: tensor {name!r} has shape {tensors[name].shape}, "
+                    f"but the architecture needs {p.shape}"
+                )
+            p.data = tensors[name]
+        return self
+
+    def file_header(
+        self,
+        input_shape: Sequence[int] | None = None,
+        classes: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """The JSON metadata a model file carries; checks ``input_shape`` against ``classes``."""
         input_shape = self.input_shape if input_shape is None else tuple(input_shape)
         classes = self.classes if classes is None else list(classes)
         if input_shape is not None:
@@ -154,7 +190,7 @@ class Sequential(Layer):
                     f"save: {len(classes)} class names given, but the model's output for "
                     f"input {tuple(input_shape)} has shape {out}"
                 )
-        header = {
+        return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "architecture": json.dumps(self.config()["layers"]),
@@ -162,8 +198,6 @@ class Sequential(Layer):
             "classes": json.dumps(classes),
             "metadata": json.dumps({**self.metadata, **(metadata or {})}),
         }
-        tensors = {name: np.ascontiguousarray(p.data) for name, p in self.named_parameters()}
-        _write_atomically(Path(path), tensors, header)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Sequential:
@@ -171,18 +205,42 @@ class Sequential(Layer):
         return load(path)
 
 
-def _write_atomically(path: Path, tensors: dict[str, np.ndarray], header: dict[str, str]) -> None:
+def write_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, np.ndarray], header: Mapping[str, str]
+) -> None:
+    """Write a safetensors file atomically: a temporary file, then ``os.replace``.
+
+    Readers see the old file or the new one, never half of one; a failed write leaves the
+    old file untouched and no temporary file behind.
+    """
     from safetensors.numpy import save_file
 
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+        save_file(dict(tensors), tmp, metadata=dict(header))
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Arrays and metadata of a safetensors file; clear errors for anything else."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for broken files
+        raise ValueError(f"{path} is not a valid safetensors model file: {err}") from None
+    return tensors, header
 
 
 def load(path: str | os.PathLike) -> Sequential:
@@ -196,19 +254,16 @@ def load(path: str | os.PathLike) -> Sequential:
         Not a safetensors file (e.g. a pickle), a malformed header, an unknown layer type,
         or weights whose names or shapes do not fit the architecture.
     """
-    from safetensors import safe_open
+    tensors, header = read_safetensors(path)
+    return from_file_contents(tensors, header, str(path))
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with safe_open(path, framework="numpy") as f:
-            header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for broken files
-        raise ValueError(f"{path} is not a valid safetensors model file: {err}") from None
+
+def from_file_contents(
+    tensors: Mapping[str, np.ndarray], header: Mapping[str, str], origin: str = "model"
+) -> Sequential:
+    """Rebuild a model from a file's arrays and metadata (see :meth:`Sequential.file_header`)."""
     if header.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: not a convlens model (no '{FORMAT_NAME}' format tag)")
+        raise ValueError(f"{origin}: not a convlens model (no '{FORMAT_NAME}' format tag)")
     try:
         specs = json.loads(header["architecture"])
         input_shape = json.loads(header.get("input_shape", "null"))
@@ -216,8 +271,8 @@ def load(path: str | os.PathLike) -> Sequential:
         metadata = json.loads(header.get("metadata", "{}"))
         model = Sequential(*(_layer_from_spec(spec) for spec in specs))
     except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: malformed architecture metadata ({err!r})") from None
-    _assign_weights(model, tensors, path)
+        raise ValueError(f"{origin}: malformed architecture metadata ({err!r})") from None
+    model.load_tensors(tensors, origin)
     model.input_shape = None if input_shape is None else tuple(input_shape)
     model.classes = classes
     model.metadata = metadata
@@ -231,20 +286,3 @@ def _layer_from_spec(spec: dict[str, Any]) -> Layer:
     if kind == "Sequential":
         return Sequential(*(_layer_from_spec(s) for s in spec["config"]["layers"]))
     return LAYER_TYPES[kind](**spec["config"])
-
-
-def _assign_weights(model: Sequential, tensors: dict[str, np.ndarray], path: Path) -> None:
-    expected = dict(model.named_parameters())
-    missing, unexpected = expected.keys() - tensors.keys(), tensors.keys() - expected.keys()
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: weights do not fit the architecture "
-            f"(missing: {sorted(missing)}, unexpected: {sorted(unexpected)})"
-        )
-    for name, p in expected.items():
-        if tensors[name].shape != p.shape:
-            raise ValueError(
-                f"{path}: tensor {name!r} has shape {tensors[name].shape}, "
-                f"but the architecture needs {p.shape}"
-            )
-        p.data = tensors[name]
