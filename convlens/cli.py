@@ -1,17 +1,20 @@
-"""The ``convlens`` command."""
+"""The ``convlens`` command: ``info``, ``train``, ``evaluate``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from importlib.metadata import version
+from pathlib import Path
 
-from . import nn
+from . import __version__
 
 
 def _info(args: argparse.Namespace) -> int:
-    model = nn.load(args.model)
-    print(f"{args.model}")
+    from .train import load_model
+
+    model = load_model(args.model)
+    print(args.model)
     if model.classes:
         print(f"classes: {', '.join(model.classes)}")
     dtypes = sorted({str(p.data.dtype) for p in model.parameters()}) or ["-"]
@@ -20,17 +23,160 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .train import TrainConfig, evaluate, train
+
+    settings = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    result = train(TrainConfig(**settings), resume=args.resume, progress=not args.quiet)
+    x, y = load_dataset(result.config.dataset, "test")
+    test = evaluate(result.model, x, y)
+    print(f"test accuracy {test.accuracy:.4f} (loss {test.loss:.4f}) on {len(y)} images")
+    print(f"wrote {result.out / 'model.safetensors'}, history.json, curves.png, checkpoint")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data import dataset_info, load_dataset
+    from .train import evaluate, load_model, plot_confusion
+
+    model = load_model(args.model)
+    info = dataset_info(args.dataset)
+    if model.input_shape is not None and tuple(model.input_shape) != info.input_shape:
+        raise ValueError(
+            f"{args.model} takes input {tuple(model.input_shape)}, "
+            f"but {args.dataset} has {info.input_shape}"
+        )
+    x, y = load_dataset(args.dataset, args.split, progress=not args.quiet)
+    result = evaluate(model, x, y, args.batch_size)
+    summary = f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f}, {len(y)} images"
+    print(f"{args.dataset} {args.split}: {summary}")
+    for name, accuracy in zip(info.classes, result.per_class_accuracy, strict=True):
+        print(f"  {name:>12}  {accuracy:.4f}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_confusion(result.confusion, info.classes, out / "confusion.png")
+        report = {
+            "model": str(args.model),
+            "dataset": args.dataset,
+            "split": args.split,
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+            "per_class_accuracy": dict(
+                zip(info.classes, result.per_class_accuracy.tolist(), strict=True)
+            ),
+            "confusion": result.confusion.tolist(),
+        }
+        (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+        print(f"wrote {out / 'confusion.png'} and {out / 'evaluation.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .data import DATASETS
+    from .models import PRESETS
+    from .train import TrainConfig
+
+    defaults = TrainConfig()
     parser = argparse.ArgumentParser(
         prog="convlens", description="Convolutional neural networks from the math up."
     )
-    parser.add_argument("--version", action="version", version=f"convlens {version('convlens')}")
+    parser.add_argument("--version", action="version", version=f"convlens {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = commands.add_parser(
-        "info", help="show a saved model's layers, shapes and parameter counts"
-    )
-    info.add_argument("model", help="a .safetensors file written by Sequential.save")
+
+    info = commands.add_parser("info", help="show a model's layers, shapes and parameter counts")
+    info.add_argument("model", help="a model file (Sequential.save) or a training checkpoint")
     info.set_defaults(run=_info)
+
+    train = commands.add_parser(
+        "train",
+        help="train a preset or a model file on a dataset",
+        description="Train with mini-batches, validate every epoch, checkpoint atomically, and "
+        "write model.safetensors, history.json and curves.png into --out.",
+    )
+    train.add_argument(
+        "--model",
+        default=defaults.model,
+        help=f"a preset ({', '.join(PRESETS)}) or a model file (default: %(default)s)",
+    )
+    train.add_argument(
+        "--dataset",
+        default=defaults.dataset,
+        metavar="NAME",
+        help=f"one of {', '.join(DATASETS)} (default: %(default)s)",
+    )
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="(default: %(default)s)")
+    train.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)"
+    )
+    train.add_argument(
+        "--optimizer",
+        default=defaults.optimizer,
+        choices=("adam", "sgd"),
+        help="(default: %(default)s)",
+    )
+    train.add_argument(
+        "--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)"
+    )
+    train.add_argument(
+        "--momentum",
+        type=float,
+        default=defaults.momentum,
+        help="SGD momentum (default: %(default)s)",
+    )
+    train.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="(default: %(default)s)"
+    )
+    train.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
+    train.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        help="fraction of the training data held out for validation "
+        "(default: the dataset's own validation split, else 0.1)",
+    )
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping: epochs without a better validation loss",
+    )
+    train.add_argument(
+        "--limit", type=int, default=None, help="train on only the first N training examples"
+    )
+    train.add_argument(
+        "--dtype",
+        default=defaults.dtype,
+        choices=("float32", "float64"),
+        help="(default: %(default)s)",
+    )
+    train.add_argument("--out", default=defaults.out, help="output folder (default: %(default)s)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, exactly",
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy, loss and confusion matrix of a model on a dataset split"
+    )
+    evaluate.add_argument("model", help="a model file or a training checkpoint")
+    evaluate.add_argument(
+        "--dataset",
+        default=defaults.dataset,
+        metavar="NAME",
+        help=f"one of {', '.join(DATASETS)} (default: %(default)s)",
+    )
+    evaluate.add_argument("--split", default="test", help="(default: %(default)s)")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    evaluate.add_argument(
+        "--out", default=None, help="folder for confusion.png and evaluation.json"
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no download progress bars")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 
@@ -42,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print("convlens: interrupted (a training run continues with --resume)", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         print(f"convlens: error: {err}", file=sys.stderr)
         return 1
 

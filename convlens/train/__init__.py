@@ -1,0 +1,24 @@
+"""Training: the loop, evaluation, checkpoints and plots.
+
+>>> from convlens.train import TrainConfig, train
+>>> result = train(TrainConfig(model="mnist-net", dataset="mnist-bundled", epochs=3))
+"""
+
+from .checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
+from .plots import plot_confusion, plot_history
+from .trainer import Evaluation, TrainConfig, TrainingDiverged, TrainResult, evaluate, train
+
+__all__ = [
+    "Checkpoint",
+    "Evaluation",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "evaluate",
+    "load_checkpoint",
+    "load_model",
+    "plot_confusion",
+    "plot_history",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,353 @@
+"""The training loop: mini-batch SGD/Adam on a dataset, with validation, early stopping,
+checkpoints every epoch, bit-exact resume, and a stop with a diagnosis when the loss diverges.
+
+A run writes into its output folder::
+
+    checkpoint.safetensors   everything needed to continue (written atomically each epoch)
+    model.safetensors        the trained model (best validation epoch), with classes and input
+    history.json             settings and per-epoch loss / accuracy
+    curves.png               loss and accuracy per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from convlens import nn
+from convlens.data import dataset_info, load_dataset
+from convlens.models import PRESETS
+from convlens.nn.layer import default_rng
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .plots import plot_history
+
+OPTIMIZERS = ("adam", "sgd")
+DTYPES = ("float32", "float64")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names where it first happened."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (the ``convlens train`` options).
+
+    Attributes
+    ----------
+    model : str
+        A preset (``"mnist-net"``, ``"tiny-vgg"``) sized to the dataset, or a model file.
+    dataset : str
+        A name from :data:`convlens.data.DATASETS`.
+    epochs, batch_size : int
+    optimizer : {"adam", "sgd"}
+    lr, momentum, weight_decay : float
+        ``momentum`` applies to SGD only.
+    seed : int
+        Seeds the initial weights, the validation split, the shuffling and dropout.
+    val_split : float or None
+        Fraction of the training split held out for validation. ``None``: the dataset's own
+        validation split if it has one, else 0.1. ``0``: no validation.
+    patience : int or None
+        Stop after this many epochs without a better validation loss (early stopping).
+    limit : int or None
+        Train on only the first ``limit`` training examples (quick experiments).
+    dtype : {"float32", "float64"}
+    out : str
+        Output folder.
+    """
+
+    model: str = "mnist-net"
+    dataset: str = "mnist-bundled"
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    val_split: float | None = None
+    patience: int | None = None
+    limit: int | None = None
+    dtype: str = "float32"
+    out: str = "runs/latest"
+
+    def validate(self) -> TrainConfig:
+        """Raise a ValueError naming the first bad setting."""
+        checks = [
+            (self.epochs >= 1, "epochs", "must be at least 1"),
+            (self.batch_size >= 1, "batch_size", "must be at least 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr", "must be a positive number"),
+            (0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}"),
+            (self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}"),
+            (self.val_split is None or 0 <= self.val_split < 1, "val_split", "must be in [0, 1)"),
+            (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+            (self.limit is None or self.limit >= 1, "limit", "must be at least 1"),
+        ]
+        for ok, name, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} {rule}, got {getattr(self, name)!r}")
+        return self
+
+
+@dataclass
+class Evaluation:
+    """Loss, accuracy and confusion matrix of a model on labelled data."""
+
+    loss: float
+    accuracy: float
+    confusion: np.ndarray  # (K, K): rows true class, columns predicted
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        totals = self.confusion.sum(axis=1)
+        return np.divide(
+            np.diag(self.confusion), totals, where=totals > 0, out=np.zeros(len(totals))
+        )
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation epoch), its history, settings and output folder."""
+
+    model: nn.Sequential
+    config: TrainConfig
+    history: list[dict[str, Any]] = field(default_factory=list)
+    out: Path = Path()
+    stopped_early: bool = False
+
+
+def evaluate(
+    model: nn.Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+) -> Evaluation:
+    """Mean cross-entropy, accuracy and confusion matrix, in evaluation mode (no dropout).
+
+    ``x`` is cast to the model's dtype batch by batch.
+    """
+    dtype = model.parameters()[0].data.dtype if model.parameters() else x.dtype
+    was_training = model.training
+    model.eval()
+    loss_fn = nn.CrossEntropyLoss()
+    total_loss, predictions = 0.0, []
+    for start in range(0, len(x), batch_size):
+        logits = model.forward(x[start : start + batch_size].astype(dtype, copy=False))
+        total_loss += loss_fn.forward(logits, y[start : start + batch_size]) * len(logits)
+        predictions.append(logits.argmax(axis=1))
+    model.train(was_training)
+    predicted = np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+    k = model.output_shape(x.shape[1:])[0]
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (y, predicted), 1)
+    n = max(len(x), 1)
+    return Evaluation(total_loss / n, float((predicted == y).sum() / n), confusion)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train as ``config`` says, writing checkpoints, the model, history and plots to ``out``.
+
+    With ``resume=True`` the run continues from ``out/checkpoint.safetensors`` exactly where it
+    stopped (same weights, optimizer state, shuffling and dropout draws); the saved settings are
+    used, except ``epochs``, which may be raised.
+
+    Raises
+    ------
+    ValueError
+        Bad settings, an unknown dataset, a model that does not fit the data, a bad checkpoint.
+    TrainingDiverged
+        The loss became NaN or infinite. The last good checkpoint is kept.
+    """
+    out = Path(config.out)
+    checkpoint_path = out / "checkpoint.safetensors"
+    if resume:
+        saved = load_checkpoint(checkpoint_path)
+        config = TrainConfig(**{**saved.state["config"], "epochs": config.epochs, "out": str(out)})
+    config.validate()
+    info = dataset_info(config.dataset)
+    dtype = np.dtype(config.dtype)
+    (x_train, y_train), (x_val, y_val) = _split(config, info)
+    x_train, x_val = x_train.astype(dtype, copy=False), x_val.astype(dtype, copy=False)
+
+    shuffle_rng = np.random.default_rng(config.seed)
+    if resume:
+        model, state = saved.model.astype(dtype), saved.state
+        optimizer = _make_optimizer(config, model)
+        optimizer.load_state_dict(saved.optimizer_arrays, state["optimizer_scalars"])
+        shuffle_rng.bit_generator.state = state["shuffle_rng"]
+        default_rng().bit_generator.state = state["dropout_rng"]
+        history, best = state["history"], saved.best
+    else:
+        nn.manual_seed(config.seed)
+        model = _build_model(config, info).astype(dtype)
+        optimizer = _make_optimizer(config, model)
+        history, best = [], {}
+    model.input_shape, model.classes = info.input_shape, list(info.classes)
+
+    loss_fn = nn.CrossEntropyLoss()
+    first_epoch = len(history) + 1
+    stopped_early = _patience_exhausted(config, history)
+    for epoch in range(first_epoch, config.epochs + 1):
+        if stopped_early:
+            break
+        started = time.perf_counter()
+        model.train()
+        order = shuffle_rng.permutation(len(x_train))
+        bar = tqdm(
+            range(0, len(order), config.batch_size),
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=True,
+        )
+        seen = correct = 0
+        loss_sum = 0.0
+        for step, start in enumerate(bar, start=1):
+            batch = order[start : start + config.batch_size]
+            xb, yb = x_train[batch], y_train[batch]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                # every step's loss is checked: divergence is reported once, by _diagnose
+                logits = model.forward(xb)
+                loss = loss_fn.forward(logits, yb)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(_diagnose(model, xb, loss, epoch, step, config))
+                optimizer.zero_grad()
+                model.backward(loss_fn.backward())
+                optimizer.step()
+            seen += len(batch)
+            correct += int((logits.argmax(axis=1) == yb).sum())
+            loss_sum += loss * len(batch)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+        if len(x_val):
+            val = evaluate(model, x_val, y_val)
+            record.update(val_loss=val.loss, val_accuracy=val.accuracy)
+            if not best or val.loss < min(h["val_loss"] for h in history):
+                best = {k: v.copy() for k, v in model.tensors().items()}
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        if progress:
+            tqdm.write(_describe(record))
+        stopped_early = _patience_exhausted(config, history)
+        state = {
+            "config": asdict(config),
+            "history": history,
+            "shuffle_rng": shuffle_rng.bit_generator.state,
+            "dropout_rng": default_rng().bit_generator.state,
+        }
+        save_checkpoint(checkpoint_path, model, optimizer, state, best)
+
+    final = model.load_tensors(best) if best else model
+    _write_outputs(final, history, config, info, out)
+    return TrainResult(final, config, history, out, stopped_early)
+
+
+def _patience_exhausted(config: TrainConfig, history: list[dict[str, Any]]) -> bool:
+    if config.patience is None or not history or "val_loss" not in history[-1]:
+        return False
+    losses = [h["val_loss"] for h in history]
+    return len(losses) - 1 - int(np.argmin(losses)) >= config.patience
+
+
+def _split(config: TrainConfig, info) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Training and validation arrays: the dataset's own validation split, or a seeded hold-out."""
+    x, y = load_dataset(config.dataset, "train")
+    if config.limit is not None:
+        x, y = x[: config.limit], y[: config.limit]
+    if config.val_split is None and "val" in info.splits:
+        return (x, y), load_dataset(config.dataset, "val")
+    fraction = 0.1 if config.val_split is None else config.val_split
+    order = np.random.default_rng([config.seed, 1]).permutation(len(x))
+    n_val = round(fraction * len(x))
+    if len(x) - n_val < 1:
+        raise ValueError(f"val_split {fraction} leaves no training examples out of {len(x)}")
+    val, keep = order[:n_val], order[n_val:]
+    return (x[keep], y[keep]), (x[val], y[val])
+
+
+def _build_model(config: TrainConfig, info) -> nn.Sequential:
+    C, H, W = info.input_shape
+    if config.model in PRESETS:
+        if H != W:
+            raise ValueError(
+                f"preset {config.model!r} needs square inputs, {config.dataset} has {H}x{W}"
+            )
+        return PRESETS[config.model](in_channels=C, num_classes=len(info.classes), input_size=H)
+    if not os.path.exists(config.model):
+        raise ValueError(
+            f"model {config.model!r} is neither a preset ({', '.join(PRESETS)}) nor a model file"
+        )
+    model = nn.load(config.model)
+    out = model.output_shape(info.input_shape)
+    if out != (len(info.classes),):
+        raise ValueError(
+            f"{config.model} maps {config.dataset}'s input {info.input_shape} to {out}, "
+            f"but the dataset has {len(info.classes)} classes"
+        )
+    return model
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Sequential) -> nn.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return nn.SGD(params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return nn.Adam(params, config.lr, weight_decay=config.weight_decay)
+
+
+def _diagnose(
+    model: nn.Sequential, xb: np.ndarray, loss: float, epoch: int, step: int, config
+) -> str:
+    """Name the first layer whose parameters or output are not finite."""
+    where, x = "the loss itself (the logits are finite but extreme)", xb
+    for i, layer in enumerate(model.layers):
+        bad = [name for name, p in layer.named_parameters() if not np.all(np.isfinite(p.data))]
+        if bad:
+            where = f"the {' and '.join(bad)} of layer ({i}) {layer!r}"
+            break
+        x = layer.forward(x)
+        if not np.all(np.isfinite(x)):
+            where = f"the output of layer ({i}) {layer!r}"
+            break
+    kept = f"epoch {epoch - 1}" if epoch > 1 else "none yet"
+    return (
+        f"training stopped: the loss became {loss} at epoch {epoch}, step {step}; "
+        f"the first non-finite values are in {where}. Try a smaller learning rate "
+        f"(now {config.lr}). Last checkpoint kept: {kept}."
+    )
+
+
+def _describe(record: dict[str, Any]) -> str:
+    r = record
+    text = f"epoch {r['epoch']}: loss {r['train_loss']:.4f}, accuracy {r['train_accuracy']:.4f}"
+    if "val_loss" in r:
+        text += f"; validation loss {r['val_loss']:.4f}, accuracy {r['val_accuracy']:.4f}"
+    return text
+
+
+def _write_outputs(model: nn.Sequential, history, config: TrainConfig, info, out: Path) -> None:
+    C, H, W = info.input_shape
+    metadata = {
+        "dataset": config.dataset,
+        "preprocessing": {
+            "color": "grayscale" if C == 1 else "rgb",
+            "size": [H, W],
+            "scale": "pixel / 255, in [0, 1]",
+            "layout": "CHW",
+        },
+        "trained_with": {
+            f.name: getattr(config, f.name) for f in fields(config) if f.name != "out"
+        },
+    }
+    model.save(out / "model.safetensors", info.input_shape, info.classes, metadata)
+    report = {"config": asdict(config), "history": history}
+    (out / "history.json").write_text(json.dumps(report, indent=2))
+    plot_history(history, out / "curves.png")
