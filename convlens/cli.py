@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,14 +25,13 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .train import TrainConfig, evaluate, train
+    from .train import TrainConfig, train
 
     settings = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     result = train(TrainConfig(**settings), resume=args.resume, progress=not args.quiet)
-    x, y = load_dataset(result.config.dataset, "test")
-    test = evaluate(result.model, x, y)
-    print(f"test accuracy {test.accuracy:.4f} (loss {test.loss:.4f}) on {len(y)} images")
+    if result.test is not None:
+        test, n = result.test, result.test.confusion.sum()
+        print(f"test accuracy {test.accuracy:.4f} (loss {test.loss:.4f}) on {n} images")
     print(f"wrote {result.out / 'model.safetensors'}, history.json, curves.png, checkpoint")
     return 0
 
@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=None, help="train on only the first N training examples"
     )
     train.add_argument(
+        "--augment-shift",
+        type=int,
+        default=0,
+        help="shift training images randomly by up to N pixels (default: %(default)s)",
+    )
+    train.add_argument(
         "--dtype",
         default=defaults.dtype,
         choices=("float32", "float64"),
@@ -188,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
+    except BrokenPipeError:  # e.g. `convlens evaluate ... | head`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # Python flushes it at exit
+        return 141
     except KeyboardInterrupt:
         print("convlens: interrupted (a training run continues with --resume)", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import struct
 
@@ -143,3 +144,11 @@ def test_foreign_safetensors_and_broken_architectures_are_refused(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="no model file"):
         nn.load("/nonexistent/model.safetensors")
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    path = tmp_path / "model.safetensors"
+    every_layer_model().save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

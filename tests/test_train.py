@@ -32,6 +32,7 @@ def test_training_writes_model_history_plots_and_checkpoint(tmp_path):
     assert model.classes == [str(d) for d in range(10)]
     assert model.input_shape == (1, 28, 28)
     assert model.metadata["trained_with"]["epochs"] == 2
+    assert model.metadata["test_accuracy"] == result.test.accuracy
     saved = json.loads((tmp_path / "history.json").read_text())
     assert saved["history"][1]["val_accuracy"] == result.history[1]["val_accuracy"]
 
@@ -43,7 +44,7 @@ def test_resume_continues_bit_exactly(tmp_path):
         nn.Dense(4 * 13 * 13, 10),
     )  # fmt: skip
     net.save(tmp_path / "net.safetensors", input_shape=(1, 28, 28))
-    common = dict(model=str(tmp_path / "net.safetensors"), optimizer="adam", **QUICK)
+    common = dict(model=str(tmp_path / "net.safetensors"), augment_shift=1, **QUICK)
     straight = train(TrainConfig(epochs=4, out=str(tmp_path / "a"), **common), progress=False)
     train(TrainConfig(epochs=2, out=str(tmp_path / "b"), **common), progress=False)
     resumed = train(TrainConfig(epochs=4, out=str(tmp_path / "b")), resume=True, progress=False)

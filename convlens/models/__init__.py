@@ -50,8 +50,9 @@ def tiny_vgg(in_channels: int = 3, num_classes: int = 10, input_size: int = 64) 
 def mnist_net(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> nn.Sequential:
     """The seeds' model: conv → max-pool → conv → flatten → dense → dense.
 
-    ``Conv2D(1→8, 3×3)``, ReLU, ``MaxPool2D(2)``, ``Conv2D(8→16, 3×3)``, ReLU, Flatten,
-    ``Dense(→64)``, ReLU, ``Dense(64→10)``: about 126k parameters at 28×28.
+    ``Conv2D(1→16, 3×3)``, ReLU, ``MaxPool2D(2)``, ``Conv2D(16→32, 3×3)``, ReLU, Flatten,
+    ``Dense(3872→128)``, ReLU, ``Dense(128→10)``: about 502k parameters at 28×28. (With 8 and
+    16 channels it overfits the 4,000 bundled digits: 95–96 % on the test split, against 98 %.)
 
     Returns
     -------
@@ -59,14 +60,10 @@ def mnist_net(in_channels: int = 1, num_classes: int = 10, input_size: int = 28)
         Logits for ``num_classes`` classes.
     """
     features = [
-        nn.Conv2D(in_channels, 8, 3),
-        nn.ReLU(),
-        nn.MaxPool2D(2),
-        nn.Conv2D(8, 16, 3),
-        nn.ReLU(),
-    ]
+        nn.Conv2D(in_channels, 16, 3), nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(16, 32, 3), nn.ReLU(),
+    ]  # fmt: skip
     return _with_classifier(
-        features, (in_channels, input_size, input_size), 64, nn.ReLU(), nn.Dense(64, num_classes)
+        features, (in_channels, input_size, input_size), 128, nn.ReLU(), nn.Dense(128, num_classes)
     )
 
 

@@ -221,6 +221,9 @@ def write_safetensors(
     os.close(fd)
     try:
         save_file(dict(tensors), tmp, metadata=dict(header))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

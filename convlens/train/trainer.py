@@ -27,6 +27,7 @@ from convlens.data import dataset_info, load_dataset
 from convlens.models import PRESETS
 from convlens.nn.layer import default_rng
 
+from .augment import random_shift
 from .checkpoint import load_checkpoint, save_checkpoint
 from .plots import plot_history
 
@@ -61,6 +62,8 @@ class TrainConfig:
         Stop after this many epochs without a better validation loss (early stopping).
     limit : int or None
         Train on only the first ``limit`` training examples (quick experiments).
+    augment_shift : int
+        Shift each training image by up to this many pixels per axis (0: no augmentation).
     dtype : {"float32", "float64"}
     out : str
         Output folder.
@@ -78,6 +81,7 @@ class TrainConfig:
     val_split: float | None = None
     patience: int | None = None
     limit: int | None = None
+    augment_shift: int = 0
     dtype: str = "float32"
     out: str = "runs/latest"
 
@@ -94,6 +98,7 @@ class TrainConfig:
             (self.val_split is None or 0 <= self.val_split < 1, "val_split", "must be in [0, 1)"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
             (self.limit is None or self.limit >= 1, "limit", "must be at least 1"),
+            (self.augment_shift >= 0, "augment_shift", "must be >= 0"),
         ]
         for ok, name, rule in checks:
             if not ok:
@@ -119,11 +124,12 @@ class Evaluation:
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation epoch), its history, settings and output folder."""
+    """The trained model (best validation epoch), its settings, history, test result, folder."""
 
     model: nn.Sequential
     config: TrainConfig
     history: list[dict[str, Any]] = field(default_factory=list)
+    test: Evaluation | None = None
     out: Path = Path()
     stopped_early: bool = False
 
@@ -213,7 +219,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         loss_sum = 0.0
         for step, start in enumerate(bar, start=1):
             batch = order[start : start + config.batch_size]
-            xb, yb = x_train[batch], y_train[batch]
+            xb, yb = random_shift(x_train[batch], config.augment_shift, shuffle_rng), y_train[batch]
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 # every step's loss is checked: divergence is reported once, by _diagnose
                 logits = model.forward(xb)
@@ -247,8 +253,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         save_checkpoint(checkpoint_path, model, optimizer, state, best)
 
     final = model.load_tensors(best) if best else model
-    _write_outputs(final, history, config, info, out)
-    return TrainResult(final, config, history, out, stopped_early)
+    test = evaluate(final, *load_dataset(config.dataset, "test")) if "test" in info.splits else None
+    _write_outputs(final, history, test, config, info, out)
+    return TrainResult(final, config, history, test, out, stopped_early)
 
 
 def _patience_exhausted(config: TrainConfig, history: list[dict[str, Any]]) -> bool:
@@ -333,7 +340,9 @@ def _describe(record: dict[str, Any]) -> str:
     return text
 
 
-def _write_outputs(model: nn.Sequential, history, config: TrainConfig, info, out: Path) -> None:
+def _write_outputs(
+    model: nn.Sequential, history, test, config: TrainConfig, info, out: Path
+) -> None:
     C, H, W = info.input_shape
     metadata = {
         "dataset": config.dataset,
@@ -346,8 +355,13 @@ def _write_outputs(model: nn.Sequential, history, config: TrainConfig, info, out
         "trained_with": {
             f.name: getattr(config, f.name) for f in fields(config) if f.name != "out"
         },
+        "epochs_trained": len(history),
     }
+    if test is not None:
+        metadata["test_accuracy"] = test.accuracy
     model.save(out / "model.safetensors", info.input_shape, info.classes, metadata)
     report = {"config": asdict(config), "history": history}
+    if test is not None:
+        report["test"] = {"loss": test.loss, "accuracy": test.accuracy}
     (out / "history.json").write_text(json.dumps(report, indent=2))
     plot_history(history, out / "curves.png")
