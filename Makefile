@@ -37,6 +37,7 @@ format: setup
 
 bench: setup
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_parity.py
 
 # The model shipped in the package: mnist_net trained on the bundled digits by our own CLI.
 PRETRAINED_ARGS := --model mnist-net --dataset mnist-bundled --epochs 20 --batch-size 32 \

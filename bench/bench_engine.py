@@ -1,11 +1,11 @@
 """Benchmark the convlens NumPy engine against PyTorch on the CPU, in float32.
 
-Two networks are built identically in both frameworks from one layer-spec list, convlens's
-initial weights are copied into the torch model, and one forward/backward is checked to
-agree before anything is timed:
+The presets of :mod:`convlens.models` are built in convlens and twinned into PyTorch with
+:func:`convlens.interop.to_torch` (copies of the same initial weights), and one
+forward/backward is checked to agree before anything is timed:
 
-* Tiny VGG, CNN Explainer's network (3x64x64 input, 19,920 parameters), and a small MNIST
-  net (1x28x28), each at batch sizes 32 and 128:
+* Tiny VGG, CNN Explainer's network (3x64x64 input, 19,920 parameters), and the MNIST net
+  (1x28x28, ``mnist_net``), each at batch sizes 32 and 128:
 
   - ``train``: one full training step — zero_grad, forward, cross-entropy, backward,
     SGD step with momentum 0.9;
@@ -57,6 +57,8 @@ import numpy as np
 import torch
 
 import convlens.nn as nn
+from convlens.interop import to_torch
+from convlens.models import mnist_net, tiny_vgg
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "engine.json"
 LR, MOMENTUM = 0.01, 0.9
@@ -73,71 +75,20 @@ MEMORY_STEPS = 2  # convlens training steps traced for the peak memory
 Mode = Literal["train", "forward"]
 Step = Callable[[], object]
 
-# A layer as (kind, constructor arguments); both frameworks take the same positional arguments.
-LayerSpec = tuple[str, tuple[int, ...]]
-
-CONVLENS_LAYERS: dict[str, Callable[..., nn.Layer]] = {
-    "conv": nn.Conv2D,
-    "relu": nn.ReLU,
-    "pool": nn.MaxPool2D,
-    "flatten": nn.Flatten,
-    "dense": nn.Dense,
-}
-TORCH_LAYERS: dict[str, Callable[..., torch.nn.Module]] = {
-    "conv": torch.nn.Conv2d,
-    "relu": torch.nn.ReLU,
-    "pool": torch.nn.MaxPool2d,
-    "flatten": torch.nn.Flatten,
-    "dense": torch.nn.Linear,
-}
-
 
 @dataclass(frozen=True)
 class Workload:
     name: str
+    make: Callable[[], nn.Sequential]  # a convlens.models preset
     input_shape: tuple[int, int, int]
-    layers: tuple[LayerSpec, ...]
-    expected_params: int | None = None
 
     @property
     def num_classes(self) -> int:
-        return self.layers[-1][1][-1]
+        return self.make().output_shape(self.input_shape)[0]
 
 
-TINY_VGG = Workload(
-    "Tiny VGG",
-    (3, 64, 64),
-    (
-        ("conv", (3, 10, 3)),
-        ("relu", ()),
-        ("conv", (10, 10, 3)),
-        ("relu", ()),
-        ("pool", (2,)),
-        ("conv", (10, 10, 3)),
-        ("relu", ()),
-        ("conv", (10, 10, 3)),
-        ("relu", ()),
-        ("pool", (2,)),
-        ("flatten", ()),
-        ("dense", (10 * 13 * 13, 10)),
-    ),
-    expected_params=19_920,
-)
-MNIST = Workload(
-    "MNIST",
-    (1, 28, 28),
-    (
-        ("conv", (1, 8, 3)),
-        ("relu", ()),
-        ("pool", (2,)),
-        ("conv", (8, 16, 3)),
-        ("relu", ()),
-        ("flatten", ()),
-        ("dense", (16 * 11 * 11, 64)),
-        ("relu", ()),
-        ("dense", (64, 10)),
-    ),
-)
+TINY_VGG = Workload("Tiny VGG", tiny_vgg, (3, 64, 64))
+MNIST = Workload("MNIST", mnist_net, (1, 28, 28))
 CASES: list[tuple[Workload, Mode, int]] = [
     *((w, mode, n) for w in (TINY_VGG, MNIST) for n in (32, 128) for mode in ("train", "forward")),
     (TINY_VGG, "forward", 1),
@@ -202,15 +153,8 @@ class CaseResult:
 # -- models ------------------------------------------------------------------------------
 def build_pair(workload: Workload) -> tuple[nn.Sequential, torch.nn.Sequential]:
     """The workload in both frameworks, torch holding a copy of convlens's initial weights."""
-    ours = nn.Sequential(*(CONVLENS_LAYERS[kind](*args) for kind, args in workload.layers))
-    theirs = torch.nn.Sequential(*(TORCH_LAYERS[kind](*args) for kind, args in workload.layers))
-    n_params = sum(p.size for p in ours.parameters())
-    assert workload.expected_params in (None, n_params), (
-        f"{workload.name}: {n_params} parameters, expected {workload.expected_params}"
-    )
-    # Both name parameters "<layer index>.weight/bias"; load_state_dict is strict.
-    theirs.load_state_dict({k: torch.from_numpy(p.data.copy()) for k, p in ours.named_parameters()})
-    return ours, theirs
+    ours = workload.make()
+    return ours, to_torch(ours)
 
 
 def check_same_math(
@@ -225,9 +169,9 @@ def check_same_math(
     theirs.zero_grad()
     t_logits = theirs(torch.from_numpy(x))
     torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(target)).backward()
-    t_params = dict(theirs.named_parameters())
     diffs = [np.abs(logits - t_logits.detach().numpy()).max()]
-    diffs += [np.abs(p.grad - t_params[k].grad.numpy()).max() for k, p in ours.named_parameters()]
+    pairs = zip(ours.parameters(), theirs.parameters(), strict=True)
+    diffs += [np.abs(p.grad - t.grad.numpy()).max() for p, t in pairs]
     worst = float(max(diffs))
     if worst > TOLERANCE:
         raise AssertionError(f"convlens and torch disagree by {worst:.3g} (> {TOLERANCE})")
