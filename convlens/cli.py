@@ -32,7 +32,8 @@ def _train(args: argparse.Namespace) -> int:
     if result.test is not None:
         test, n = result.test, result.test.confusion.sum()
         print(f"test accuracy {test.accuracy:.4f} (loss {test.loss:.4f}) on {n} images")
-    print(f"wrote {result.out / 'model.safetensors'}, history.json, curves.png, checkpoint")
+    print(f"wrote {result.out / 'model.safetensors'} and, beside it, history.json, curves.png, "
+          "confusion.png and checkpoint.safetensors")  # fmt: skip
     return 0
 
 

@@ -26,7 +26,14 @@ def test_training_writes_model_history_plots_and_checkpoint(tmp_path):
     result = train(TrainConfig(epochs=2, out=str(tmp_path), **QUICK), progress=False)
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    for name in ["model.safetensors", "history.json", "curves.png", "checkpoint.safetensors"]:
+    outputs = [
+        "model.safetensors",
+        "history.json",
+        "curves.png",
+        "confusion.png",
+        "checkpoint.safetensors",
+    ]
+    for name in outputs:
         assert (tmp_path / name).stat().st_size > 0, name
     model = nn.load(tmp_path / "model.safetensors")
     assert model.classes == [str(d) for d in range(10)]

@@ -5,8 +5,9 @@ A run writes into its output folder::
 
     checkpoint.safetensors   everything needed to continue (written atomically each epoch)
     model.safetensors        the trained model (best validation epoch), with classes and input
-    history.json             settings and per-epoch loss / accuracy
+    history.json             settings, per-epoch loss / accuracy, the test result
     curves.png               loss and accuracy per epoch
+    confusion.png            the confusion matrix on the test split
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from convlens.nn.layer import default_rng
 
 from .augment import random_shift
 from .checkpoint import load_checkpoint, save_checkpoint
-from .plots import plot_history
+from .plots import plot_confusion, plot_history
 
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
@@ -363,5 +364,6 @@ def _write_outputs(
     report = {"config": asdict(config), "history": history}
     if test is not None:
         report["test"] = {"loss": test.loss, "accuracy": test.accuracy}
+        plot_confusion(test.confusion, info.classes, out / "confusion.png")
     (out / "history.json").write_text(json.dumps(report, indent=2))
     plot_history(history, out / "curves.png")
