@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .layer import Layer
 
 
-class ReLU(Layer):
+class _Elementwise(Layer):
+    """Layers that apply one function to every value independently."""
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """``y[index] = f(x[index])``: the input and the output."""
+        value = x[tuple(index)]
+        output = self.forward(np.array([value]))[0]
+        return {
+            "operation": self.operation,
+            "index": list(index),
+            "input": float(value),
+            "value": float(output),
+        }
+
+    def explain_gradient(
+        self, x: np.ndarray, dy: np.ndarray, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """``dL/dx[index] = δ[index] · f'(x[index])``, f' found by this layer's backward."""
+        value = x[tuple(index)]
+        self.forward(np.array([value]))
+        derivative = self.backward(np.ones(1, np.asarray(value).dtype))[0]
+        delta = dy[tuple(index)]
+        return {
+            "operation": self.operation,
+            "index": list(index),
+            "input": float(value),
+            "delta": float(delta),
+            "local_derivative": float(derivative),
+            "value": float(delta * derivative),
+        }
+
+
+class ReLU(_Elementwise):
     """``y = max(0, x)``;  ``dL/dx = δ · [x > 0]`` (the gradient at exactly 0 is 0)."""
+
+    operation = "relu"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._cache = x > 0
@@ -20,12 +56,14 @@ class ReLU(Layer):
         return dy * positive
 
 
-class Sigmoid(Layer):
+class Sigmoid(_Elementwise):
     """``y = 1 / (1 + e^(−x))``;  ``dL/dx = δ · y · (1 − y)``.
 
     Evaluated as ``1/(1+e^(−|x|))`` or ``e^(−|x|)/(1+e^(−|x|))`` by sign, so no exponent
     overflows and tiny outputs keep full relative precision.
     """
+
+    operation = "sigmoid"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         e = np.exp(-np.abs(x))
@@ -39,8 +77,10 @@ class Sigmoid(Layer):
         return dy * y * (1 - y)
 
 
-class Tanh(Layer):
+class Tanh(_Elementwise):
     """``y = tanh(x)``;  ``dL/dx = δ · (1 − y²)``."""
+
+    operation = "tanh"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = np.tanh(x)
@@ -60,6 +100,23 @@ class Softmax(Layer):
     Backward (the Jacobian ``diag(y) − y yᵀ`` applied to δ):
     ``dL/dx = y ⊙ (δ − Σ_k δ_k y_k)``.
     """
+
+    operation = "softmax"
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """``y[k] = e^(x_k − m) / Σ_j e^(x_j − m)``: the scores, their exponentials and sum."""
+        k = int(index[-1])
+        shifted = x - np.max(x)
+        exps = np.exp(shifted)
+        return {
+            "operation": self.operation,
+            "index": [k],
+            "inputs": x.tolist(),
+            "max": float(np.max(x)),
+            "exps": exps.tolist(),
+            "sum": float(exps.sum()),
+            "value": float(exps[k] / exps.sum()),
+        }
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = softmax(x)

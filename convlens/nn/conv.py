@@ -36,6 +36,7 @@ from .window import (
     Pair,
     conv_output_size,
     explicit_padding,
+    gather,
     pad_or_crop,
     pair,
     show,
@@ -131,6 +132,29 @@ def weight_grad(dy: np.ndarray, cols: np.ndarray, kernel_shape: tuple[int, ...])
     return per_sample.sum(axis=0).reshape(kernel_shape)
 
 
+def full_padded_delta(
+    dy: np.ndarray,
+    kernel_size: Pair,
+    input_size: Pair,
+    padding: Padding2D,
+    stride: Pair,
+    dilation: Pair,
+) -> np.ndarray:
+    """Steps 1 and 2 of :func:`input_grad`: δ spread out by the stride and padded for a full
+    convolution, less the forward padding. ``(N, O, H + d·(kh−1), W + d·(kw−1))``."""
+    N, O, Ho, Wo = dy.shape
+    H, W = input_size
+    (top, _), (left, _) = padding
+    if stride == (1, 1):
+        spread = dy
+    else:  # (N, O, s·(H'−1)+1, s·(W'−1)+1)
+        spread = np.zeros((N, O, stride[0] * (Ho - 1) + 1, stride[1] * (Wo - 1) + 1), dy.dtype)
+        spread[:, :, :: stride[0], :: stride[1]] = dy
+    ext_h, ext_w = dilation[0] * (kernel_size[0] - 1), dilation[1] * (kernel_size[1] - 1)
+    gh, gw = spread.shape[2:]
+    return pad_or_crop(spread, ((ext_h - top, H + top - gh), (ext_w - left, W + left - gw)))
+
+
 def input_grad(
     dy: np.ndarray,
     kernel: np.ndarray,
@@ -146,20 +170,10 @@ def input_grad(
        (which crops the rows that belonged to padding instead of input);
     3. cross-correlate with the effective kernel rotated 180°, in and out channels swapped.
     """
-    N, O, Ho, Wo = dy.shape
-    H, W = input_size
     kh, kw = kernel.shape[2:]
-    (top, _), (left, _) = padding
-    if stride == (1, 1):
-        spread = dy
-    else:  # (N, O, s·(H'−1)+1, s·(W'−1)+1)
-        spread = np.zeros((N, O, stride[0] * (Ho - 1) + 1, stride[1] * (Wo - 1) + 1), dy.dtype)
-        spread[:, :, :: stride[0], :: stride[1]] = dy
-    ext_h, ext_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-    gh, gw = spread.shape[2:]
-    full = pad_or_crop(spread, ((ext_h - top, H + top - gh), (ext_w - left, W + left - gw)))
+    full = full_padded_delta(dy, (kh, kw), input_size, padding, stride, dilation)
     rotated = kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-    dx, _ = correlate(full, rotated, None, (1, 1), dilation, (H, W))
+    dx, _ = correlate(full, rotated, None, (1, 1), dilation, input_size)
     return dx
 
 
@@ -360,6 +374,69 @@ class Conv2D(Layer):
                 f"{self!r}: weight has shape {self.weight.data.shape}, expected {expected}"
             )
         return self.weight.data
+
+    # -- explaining one value ----------------------------------------------------------
+    operation = "convolution"
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """Output ``y[o, i, j]`` of one sample: its input window, kernel, products and sums.
+
+        ``rows``/``cols`` are the input positions each kernel tap reads (outside the image:
+        padding, read as 0, marked ``False`` in ``inside``); ``kernel`` is the effective
+        kernel (rotated 180° in convolution mode), ``weights`` the stored one.
+        """
+        o, i, j = (int(v) for v in index)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        (top, _), (left, _) = self.padding2d
+        rows = [i * sh + a * dh - top for a in range(kh)]
+        cols = [j * sw + b * dw - left for b in range(kw)]
+        window, inside = gather(x, rows, cols)  # (C, kh, kw)
+        kernel = effective_kernel(self.weight.data, self.mode)[o]  # (C, kh, kw)
+        products = window * kernel
+        sums = products.sum(axis=(1, 2))  # one per input channel
+        bias = 0.0 if self.bias is None else float(self.bias.data[o])
+        return {
+            "operation": self.operation,
+            "index": [o, i, j],
+            "rows": rows,
+            "cols": cols,
+            "inside": inside.tolist(),
+            "inputs": window.tolist(),
+            "kernel": kernel.tolist(),
+            "weights": self.weight.data[o].tolist(),
+            "products": products.tolist(),
+            "channel_sums": sums.tolist(),
+            "bias": bias,
+            "value": float(sums.sum()) + bias,
+        }
+
+    def explain_gradient(
+        self, x: np.ndarray, dy: np.ndarray, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """``dL/dx[c, h, w]`` as one step of the full convolution with the rotated kernel.
+
+        ``deltas[o, a, b]`` is the stride-dilated, fully padded δ under the rotated kernel
+        ``rotated_kernel[o, a, b]`` (that is, ``W[o, c, kh−1−a, kw−1−b]`` of the effective
+        kernel); their products summed over every output channel give the value.
+        """
+        c, h, w = (int(v) for v in index)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        full = full_padded_delta(
+            dy[None], self.kernel_size, x.shape[1:], self.padding2d, self.stride, self.dilation
+        )[0]  # (O, H + d·(kh−1), W + d·(kw−1))
+        deltas = full[:, h : h + dh * (kh - 1) + 1 : dh, w : w + dw * (kw - 1) + 1 : dw]
+        rotated = effective_kernel(self.weight.data, self.mode)[:, c, ::-1, ::-1]  # (O, kh, kw)
+        products = deltas * rotated
+        sums = products.sum(axis=(1, 2))
+        return {
+            "operation": self.operation,
+            "index": [c, h, w],
+            "deltas": deltas.tolist(),
+            "rotated_kernel": rotated.tolist(),
+            "products": products.tolist(),
+            "channel_sums": sums.tolist(),
+            "value": float(sums.sum()),
+        }
 
     def __repr__(self) -> str:
         extras = [f"kernel={show(self.kernel_size)}"]

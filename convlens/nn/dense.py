@@ -17,6 +17,18 @@ class Flatten(Layer):
     Backward reshapes δ back to the input's shape: flattening moves no numbers.
     """
 
+    operation = "flatten"
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """Output ``y[k]`` is the input value at ``source = unravel(k)`` (channel, row, column)."""
+        source = [int(v) for v in np.unravel_index(int(index[0]), x.shape)]
+        return {
+            "operation": self.operation,
+            "index": [int(index[0])],
+            "source": source,
+            "value": float(x[tuple(source)]),
+        }
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._cache = x.shape
         return x.reshape(len(x), -1)
@@ -49,6 +61,7 @@ class Dense(Layer):
     """
 
     param_names = ("weight", "bias")
+    operation = "dense"
 
     def __init__(
         self,
@@ -106,6 +119,36 @@ class Dense(Layer):
             self.bias.grad += dy.sum(axis=0)
         return dy @ self.weight.data  # (N, out) @ (out, in)
 
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """Output ``y[o] = Σ_k W[o, k] x[k] + b[o]``: inputs, weights, products, bias."""
+        o = int(index[0])
+        products = self.weight.data[o] * x
+        bias = 0.0 if self.bias is None else float(self.bias.data[o])
+        return {
+            "operation": self.operation,
+            "index": [o],
+            "inputs": x.tolist(),
+            "weights": self.weight.data[o].tolist(),
+            "products": products.tolist(),
+            "bias": bias,
+            "value": float(products.sum()) + bias,
+        }
+
+    def explain_gradient(
+        self, x: np.ndarray, dy: np.ndarray, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """``dL/dx[k] = Σ_o δ[o] W[o, k]``: the deltas, the weights of input k, the products."""
+        k = int(index[0])
+        products = dy * self.weight.data[:, k]
+        return {
+            "operation": self.operation,
+            "index": [k],
+            "deltas": dy.tolist(),
+            "weights": self.weight.data[:, k].tolist(),
+            "products": products.tolist(),
+            "value": float(products.sum()),
+        }
+
     def _check_features(self, shape: tuple[int, ...]) -> None:
         if shape != (self.in_features,):
             raise ValueError(
@@ -127,6 +170,8 @@ class Dropout(Layer):
     rng : np.random.Generator, optional
         Source of the masks (default: the generator :func:`convlens.nn.manual_seed` sets).
     """
+
+    operation = "dropout"
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
         if not 0.0 <= p <= 1.0:

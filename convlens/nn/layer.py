@@ -37,6 +37,8 @@ class Layer:
 
     #: Parameter attribute names, in the order ``parameters()`` returns them.
     param_names: ClassVar[tuple[str, ...]] = ()
+    #: What the layer computes, for the explainer's views ("convolution", "max-pool", ...).
+    operation: ClassVar[str] = "layer"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -59,6 +61,31 @@ class Layer:
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one sample's output for one sample's input shape (no batch axis)."""
         return tuple(input_shape)
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """How output value ``y[index]`` is computed from one sample ``x`` (no batch axis).
+
+        Returns plain JSON-able data: ``operation``, ``index``, ``value`` and whatever the
+        operation's inputs are (a window and kernel, weights, ...). This default gives only
+        the value; layers override it with their actual computation.
+        """
+        y = self.forward(x[None])[0]
+        return {"operation": self.operation, "index": list(index), "value": float(y[index])}
+
+    def explain_gradient(
+        self, x: np.ndarray, dy: np.ndarray, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """How ``dL/dx[index]`` is computed from one sample ``x`` and ``dy = dL/dy``.
+
+        Plain data like :meth:`explain`; this default gives only the value.
+        """
+        self.forward(x[None])
+        dx = self.backward(dy[None])[0]
+        return {"operation": self.operation, "index": list(index), "value": float(dx[index])}
+
+    def explain_state(self) -> dict[str, np.ndarray]:
+        """Arrays from the last forward that a view needs beyond the output (e.g. a pool's mask)."""
+        return {}
 
     # -- shared helpers ----------------------------------------------------------------
     def __call__(self, x: np.ndarray) -> np.ndarray:

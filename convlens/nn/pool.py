@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .layer import Layer
-from .window import Pair, conv_output_size, pad_or_crop, pair, show, window_slice
+from .window import Pair, conv_output_size, gather, pad_or_crop, pair, show, window_slice
 
 
 class _Pool2D(Layer):
@@ -78,6 +78,15 @@ class _Pool2D(Layer):
             parts.append(f"padding={show(self.padding)}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    def _window(self, x: np.ndarray, index: tuple[int, ...], fill: float):
+        """Channel ``c``'s window for output (i, j): positions, values, inside mask."""
+        c, i, j = (int(v) for v in index)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        rows = [i * sh + a - ph for a in range(kh)]
+        cols = [j * sw + b - pw for b in range(kw)]
+        window, inside = gather(x[c : c + 1], rows, cols, fill)
+        return [c, i, j], rows, cols, window[0], inside
+
     def _unpad(self, dxp: np.ndarray) -> np.ndarray:
         (ph, pw) = self.padding
         return pad_or_crop(dxp, ((-ph, -ph), (-pw, -pw)))
@@ -102,6 +111,45 @@ class MaxPool2D(_Pool2D):
     """
 
     pad_value = -np.inf
+    operation = "max-pool"
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """Output ``y[c, i, j]``: the window's values (None for padding) and its winner."""
+        index, rows, cols, window, inside = self._window(x, index, -np.inf)
+        a, b = divmod(int(np.argmax(window)), self.kernel_size[1])  # first maximum
+        return {
+            "operation": self.operation,
+            "index": index,
+            "rows": rows,
+            "cols": cols,
+            "inside": inside.tolist(),
+            "inputs": np.where(inside, window, np.nan).tolist(),
+            "winner": [a, b],
+            "value": float(window[a, b]),
+        }
+
+    def explain_gradient(
+        self, x: np.ndarray, dy: np.ndarray, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """``dL/dx[c, h, w]``: the sum of δ over every window whose maximum sat at (h, w)."""
+        c, h, w = (int(v) for v in index)
+        self.forward(x[None])
+        (_, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        a, b = np.divmod(self.argmax[0, c], kw)  # (H', W'): each window's winner
+        i, j = np.indices(a.shape)
+        chose = (i * sh + a - ph == h) & (j * sw + b - pw == w)
+        windows = [[int(r), int(q)] for r, q in zip(*np.nonzero(chose), strict=True)]
+        deltas = [float(dy[c, r, q]) for r, q in windows]
+        return {
+            "operation": self.operation,
+            "index": [c, h, w],
+            "windows": windows,
+            "deltas": deltas,
+            "value": float(sum(deltas)),
+        }
+
+    def explain_state(self) -> dict[str, np.ndarray]:
+        return {} if self.argmax is None else {"argmax": self.argmax[0]}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         xp, out = self._padded(x)
@@ -141,6 +189,22 @@ class AvgPool2D(_Pool2D):
     padding : int or (int, int), default 0
         Zero padding, at most half the kernel.
     """
+
+    operation = "avg-pool"
+
+    def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
+        """Output ``y[c, i, j]``: the window's values (padding counts as 0) and their mean."""
+        index, rows, cols, window, inside = self._window(x, index, 0.0)
+        return {
+            "operation": self.operation,
+            "index": index,
+            "rows": rows,
+            "cols": cols,
+            "inside": inside.tolist(),
+            "inputs": window.tolist(),
+            "count": int(window.size),
+            "value": float(window.mean()),
+        }
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         xp, out = self._padded(x)

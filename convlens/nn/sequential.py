@@ -40,6 +40,8 @@ class Sequential(Layer):
         Any further JSON-able facts stored with the model (e.g. preprocessing).
     """
 
+    operation = "sequence"
+
     def __init__(self, *layers: Layer) -> None:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):

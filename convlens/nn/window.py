@@ -107,3 +107,17 @@ def window_slice(a: int, b: int, stride: Pair, dilation: Pair, out: Pair) -> tup
         slice(top, top + stride[0] * (out[0] - 1) + 1, stride[0]),
         slice(left, left + stride[1] * (out[1] - 1) + 1, stride[1]),
     )
+
+
+def gather(x: np.ndarray, rows: list[int], cols: list[int], fill: float = 0.0):
+    """``x[:, rows][:, :, cols]`` for one sample ``(C, H, W)``; positions outside are ``fill``.
+
+    Returns the window ``(C, len(rows), len(cols))`` and the mask of positions inside the image.
+    """
+    C, H, W = x.shape
+    r, c = np.asarray(rows), np.asarray(cols)
+    inside = ((r >= 0) & (r < H))[:, None] & ((c >= 0) & (c < W))[None, :]
+    window = np.full((C, len(r), len(c)), fill, dtype=np.result_type(x, np.float32))
+    rr, cc = np.nonzero(inside)
+    window[:, rr, cc] = x[:, r[rr], c[cc]]
+    return window, inside
