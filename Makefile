@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test lint format bench pretrained clean
+.PHONY: setup test lint format bench pretrained serve browser clean
 
 setup: $(STAMP)
 
@@ -22,13 +22,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# Open the explainer on the shipped model.
+serve: setup
+	$(BIN)/convlens serve
+
+# The page tests drive Debian's Chromium (never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && apt-get install -y -q chromium; \
+	  else \
+	    echo "the page tests need Chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # Two test processes on two cores: one BLAS thread each, or their spinning threads thrash
 # (measured: the training tests take 34 s instead of 0.8 s).
-test: setup lint
+test: setup lint browser
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n 2
 
 format: setup
@@ -38,6 +51,7 @@ format: setup
 bench: setup
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_parity.py
+	$(BIN)/python bench/bench_explain.py
 
 # The model shipped in the package: mnist_net trained on the bundled digits by our own CLI.
 PRETRAINED_ARGS := --model mnist-net --dataset mnist-bundled --epochs 20 --batch-size 32 \

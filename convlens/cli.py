@@ -74,6 +74,40 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import socket
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from .models import pretrained
+    from .train import load_model
+    from .web.app import create_app
+    from .web.samples import bundled_samples, folder_samples
+
+    model = pretrained() if args.model is None else load_model(args.model)
+    if model.input_shape is None:
+        raise ValueError(f"{args.model} has no input shape: save it with input_shape=(C, H, W)")
+    samples = folder_samples(args.samples, model) if args.samples else bundled_samples(model)
+    app = create_app(model, samples)
+    with socket.socket() as probe:  # a busy port: one clear line instead of uvicorn's traceback
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as err:
+            raise OSError(f"cannot listen on {args.host}:{args.port} ({err.strerror}); "
+                          "try another --port") from None  # fmt: skip
+    url = (
+        f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{args.port}/"
+    )
+    print(f"convlens explainer: {url}  (model: {args.model or 'the pretrained MNIST net'}; "
+          "Ctrl-C stops it)")  # fmt: skip
+    if not args.no_browser:
+        threading.Timer(1.0, webbrowser.open, [url]).start()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
     from .models import PRESETS
@@ -184,6 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--quiet", action="store_true", help="no download progress bars")
     evaluate.set_defaults(run=_evaluate)
+
+    serve = commands.add_parser(
+        "serve",
+        help="open the explainer: see a trained network work on an image, layer by layer",
+        description="Start the explainer's web server and open it in the browser.",
+    )
+    serve.add_argument(
+        "--model",
+        default=None,
+        help="a model file or checkpoint (default: the shipped MNIST model)",
+    )
+    serve.add_argument("--samples", default=None,
+                       help="a folder of pictures for the sample gallery "
+                       "(default: bundled MNIST digits for 28x28 grey models)")  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -123,7 +123,10 @@ class MaxPool2D(_Pool2D):
             "rows": rows,
             "cols": cols,
             "inside": inside.tolist(),
-            "inputs": np.where(inside, window, np.nan).tolist(),
+            "inputs": [
+                [float(v) if ok else None for v, ok in zip(row, keep, strict=True)]
+                for row, keep in zip(window, inside, strict=True)
+            ],  # None (JSON null) marks padding
             "winner": [a, b],
             "value": float(window[a, b]),
         }
