@@ -1,5 +1,6 @@
-"""Moving models between convlens and other frameworks."""
+"""Moving models between convlens and other frameworks: TF.js import, PyTorch twins."""
 
+from .tfjs import load_tfjs
 from .torch import to_torch
 
-__all__ = ["to_torch"]
+__all__ = ["load_tfjs", "to_torch"]
