@@ -11,10 +11,45 @@ from pathlib import Path
 from . import __version__
 
 
-def _info(args: argparse.Namespace) -> int:
+def load_any_model(path: str, classes: str | None = None):
+    """A model from a .safetensors model or checkpoint, or a TF.js model.json.
+
+    ``classes`` is a text file with one name per line, or a dataset name. A model without
+    class names whose input and output fit exactly one known dataset gets that dataset's.
+    """
+    from .data import DATASETS, dataset_info
+    from .interop import load_tfjs
     from .train import load_model
 
-    model = load_model(args.model)
+    model = load_tfjs(path) if str(path).endswith(".json") else load_model(path)
+    if classes is not None:
+        names = (
+            list(dataset_info(classes).classes)
+            if classes in DATASETS
+            else [line.strip() for line in Path(classes).read_text().splitlines() if line.strip()]
+        )
+        outputs = model.output_shape(model.input_shape) if model.input_shape else None
+        if outputs is not None and outputs != (len(names),):
+            raise ValueError(
+                f"{len(names)} class names in {classes}, the model has {outputs[0]} outputs"
+            )
+        model.classes = names
+    elif model.classes is None and model.input_shape is not None:
+        outputs = model.output_shape(model.input_shape)
+        fits = [
+            n for n in DATASETS
+            if dataset_info(n).input_shape == tuple(model.input_shape)
+            and (len(dataset_info(n).classes),) == outputs
+        ]  # fmt: skip
+        if len(fits) == 1:
+            model.classes = list(dataset_info(fits[0]).classes)
+            note = f"class names from {fits[0]}, the only dataset that fits (--classes to change)"
+            print(note, file=sys.stderr)
+    return model
+
+
+def _info(args: argparse.Namespace) -> int:
+    model = load_any_model(args.model)
     print(args.model)
     if model.classes:
         print(f"classes: {', '.join(model.classes)}")
@@ -39,9 +74,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import dataset_info, load_dataset
-    from .train import evaluate, load_model, plot_confusion
+    from .train import evaluate, plot_confusion
 
-    model = load_model(args.model)
+    model = load_any_model(args.model)
     info = dataset_info(args.dataset)
     if model.input_shape is not None and tuple(model.input_shape) != info.input_shape:
         raise ValueError(
@@ -82,14 +117,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .models import pretrained
-    from .train import load_model
     from .web.app import create_app
     from .web.samples import bundled_samples, folder_samples
 
-    model = pretrained() if args.model is None else load_model(args.model)
+    model = pretrained() if args.model is None else load_any_model(args.model, args.classes)
     if model.input_shape is None:
         raise ValueError(f"{args.model} has no input shape: save it with input_shape=(C, H, W)")
-    samples = folder_samples(args.samples, model) if args.samples else bundled_samples(model)
+    folder = args.samples or _picture_folder_beside(args.model)
+    samples = folder_samples(folder, model) if folder else bundled_samples(model)
     app = create_app(model, samples)
     with socket.socket() as probe:  # a busy port: one clear line instead of uvicorn's traceback
         try:
@@ -105,6 +140,35 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _picture_folder_beside(model_path: str | None) -> Path | None:
+    """An ``img`` or ``images`` folder next to the model file (CNN Explainer ships one)."""
+    if model_path is None:
+        return None
+    for name in ("img", "images"):
+        folder = Path(model_path).parent / name
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _import_tfjs(args: argparse.Namespace) -> int:
+    model = load_any_model(args.model_json, args.classes)
+    model.save(args.out, model.input_shape, model.classes, model.metadata)
+    print(f"wrote {args.out}: {len(model)} layers, {sum(p.size for p in model.parameters()):,} "
+          f"parameters, input {model.input_shape}")  # fmt: skip
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .interop import export_onnx
+
+    model = load_any_model(args.model)
+    export_onnx(model, args.out)
+    print(f"wrote {args.out} (input 'input' (N, {', '.join(map(str, model.input_shape))}), "
+          "output 'output')")  # fmt: skip
     return 0
 
 
@@ -227,15 +291,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--model",
         default=None,
-        help="a model file or checkpoint (default: the shipped MNIST model)",
+        help="a model file, checkpoint or TF.js model.json (default: the shipped MNIST model)",
+    )
+    serve.add_argument(
+        "--classes",
+        default=None,
+        help="class names: a text file (one per line) or a dataset name",
     )
     serve.add_argument("--samples", default=None,
                        help="a folder of pictures for the sample gallery "
-                       "(default: bundled MNIST digits for 28x28 grey models)")  # fmt: skip
+                       "(default: an img/ folder beside the model file, else bundled MNIST "
+                       "digits for 28x28 grey models)")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     serve.add_argument("--no-browser", action="store_true", help="do not open a browser")
     serve.set_defaults(run=_serve)
+
+    tfjs = commands.add_parser(
+        "import-tfjs", help="convert a TF.js layers-model (e.g. CNN Explainer's) to a model file"
+    )
+    tfjs.add_argument("model_json", help="the model.json (its weight shards beside it)")
+    tfjs.add_argument("--out", required=True, help="the .safetensors file to write")
+    tfjs.add_argument("--classes", default=None,
+                      help="class names: a text file (one per line) or a dataset name")  # fmt: skip
+    tfjs.set_defaults(run=_import_tfjs)
+
+    onnx = commands.add_parser("export-onnx", help="write a model as ONNX")
+    onnx.add_argument("model", help="a model file, checkpoint or TF.js model.json")
+    onnx.add_argument("--out", required=True, help="the .onnx file to write")
+    onnx.set_defaults(run=_export_onnx)
     return parser
 
 
