@@ -72,3 +72,18 @@ def test_small_cnn_learns_bars():
         opt.step()
     accuracy = (model.forward(x).argmax(1) == y).mean()
     assert value < first / 10 and accuracy == 1.0
+
+
+def test_backward_without_input_gradient_gives_the_same_parameter_gradients():
+    rng = np.random.default_rng(3)
+    model = tiny_vgg(input_size=20).astype(np.float64)
+    x, dy = rng.random((2, 3, 20, 20)), rng.standard_normal((2, 10))
+    model.forward(x)
+    model.zero_grad()
+    model.backward(dy)
+    full = [p.grad.copy() for p in model.parameters()]
+    model.forward(x)
+    model.zero_grad()
+    assert model.backward(dy, input_grad=False) is None
+    for p, expected in zip(model.parameters(), full, strict=True):
+        np.testing.assert_array_equal(p.grad, expected)

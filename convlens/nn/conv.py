@@ -345,14 +345,19 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        x_shape = self.backward_parameters(dy)
+        kernel = effective_kernel(self.weight.data, self.mode)
+        return input_grad(dy, kernel, x_shape[2:], self.padding2d, self.stride, self.dilation)
+
+    def backward_parameters(self, dy: np.ndarray) -> tuple[int, ...]:
+        """Add dL/dW and dL/db into ``.grad``; returns the input's shape."""
         x_shape, cols, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
         kernel_shape = self.weight.data.shape
         self.weight.grad += effective_kernel(weight_grad(dy, cols, kernel_shape), self.mode)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=(0, 2, 3))
-        kernel = effective_kernel(self.weight.data, self.mode)
-        return input_grad(dy, kernel, x_shape[2:], self.padding2d, self.stride, self.dilation)
+        return x_shape
 
     # -- checks ------------------------------------------------------------------------
     def _check_input_shape(self, shape: tuple[int, ...], batched: bool) -> tuple[int, int]:

@@ -112,12 +112,15 @@ class Dense(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        self.backward_parameters(dy)
+        return dy @ self.weight.data  # (N, out) @ (out, in)
+
+    def backward_parameters(self, dy: np.ndarray) -> None:
         x, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
         self.weight.grad += dy.T @ x  # (out, N) @ (N, in)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=0)
-        return dy @ self.weight.data  # (N, out) @ (out, in)
 
     def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
         """Output ``y[o] = Σ_k W[o, k] x[k] + b[o]``: inputs, weights, products, bias."""

@@ -54,6 +54,12 @@ class Layer:
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def backward_parameters(self, dy: np.ndarray) -> None:
+        """Only the parameter gradients of ``backward`` (for a first layer, whose dL/dx
+        nobody needs). Layers with costly input gradients override it; this default runs
+        the full backward."""
+        self.backward(dy)
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain JSON-able data."""
         return {}

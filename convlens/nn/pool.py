@@ -107,7 +107,9 @@ class MaxPool2D(_Pool2D):
     ----------
     argmax : np.ndarray or None
         After ``forward``: ``(N, C, H', W')``, the row-major index ``a·kw + b`` of each
-        window's winner — the mask that backward routes gradients through.
+        window's winner — the mask that backward routes gradients through. Forward keeps
+        only the input and the maxima (``np.maximum`` over the kh·kw strided views); the
+        mask is found from them when backward or a view needs it.
     """
 
     pad_value = -np.inf
@@ -156,28 +158,39 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         xp, out = self._padded(x)
-        windows = self._windows(out)
-        _, first = next(windows)
-        best = xp[first].copy()  # (N, C, H', W'): running maximum
-        argmax = np.zeros(best.shape, np.min_scalar_type(self.kernel_size[0] * self.kernel_size[1]))
-        for k, where in windows:
-            candidate = xp[where]
-            wins = (candidate > best) | np.isnan(candidate)  # strict: first maximum stays
-            np.copyto(best, candidate, where=wins)
-            argmax[wins] = k
-        self._cache = (xp.shape, argmax)
-        return best
+        taps = (xp[where] for _, where in self._windows(out))  # kh·kw views (N, C, H', W')
+        y = next(taps).copy()
+        for tap in taps:
+            np.maximum(y, tap, out=y)  # NaN propagates, as in PyTorch
+        self._cache = (xp, y)
+        return y
 
     @property
     def argmax(self) -> np.ndarray | None:
-        return None if self._cache is None else self._cache[1]
+        """The mask of the last forward: each window's first maximum, row-major ``a·kw + b``."""
+        if self._cache is None:
+            return None
+        xp, y = self._cache
+        k = self.kernel_size[0] * self.kernel_size[1]
+        argmax = np.full(y.shape, k - 1, np.min_scalar_type(k))
+        for index, where in reversed(list(self._windows(y.shape[2:]))):
+            np.copyto(argmax, index, where=xp[where] == y)  # earlier taps overwrite later ones
+        return argmax
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        xp_shape, argmax = self._saved()
-        self._check_grad_shape(dy, argmax.shape)
-        dxp = np.zeros(xp_shape, dy.dtype)
-        for k, where in self._windows(argmax.shape[2:]):
-            dxp[where] += np.where(argmax == k, dy, 0)  # += : overlapping windows add up
+        xp, y = self._saved()
+        self._check_grad_shape(dy, y.shape)
+        dxp = np.zeros(xp.shape, dy.dtype)
+        unclaimed = np.ones(y.shape, bool)  # windows whose maximum is not yet found
+        overlapping = any(s < k for s, k in zip(self.stride, self.kernel_size, strict=True))
+        for _, where in self._windows(y.shape[2:]):
+            won = xp[where] == y
+            won &= unclaimed  # ties: the first maximum in row-major order takes it
+            unclaimed &= ~won
+            if overlapping:
+                dxp[where] += dy * won  # a pixel may win several windows: += adds them up
+            else:
+                np.multiply(dy, won, out=dxp[where])
         return self._unpad(dxp)
 
 

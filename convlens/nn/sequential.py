@@ -57,10 +57,21 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``dy`` through every layer; returns dL/dx.
+
+        With ``input_grad=False`` (training), the first layer only accumulates its
+        parameter gradients and None is returned: dL/d(image) is never needed there.
+        """
+        first, *rest = self.layers or [None]
+        for layer in reversed(rest):
             dy = layer.backward(dy)
-        return dy
+        if first is None:
+            return dy
+        if input_grad:
+            return first.backward(dy)
+        first.backward_parameters(dy)
+        return None
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = tuple(input_shape)

@@ -228,7 +228,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 if not math.isfinite(loss):
                     raise TrainingDiverged(_diagnose(model, xb, loss, epoch, step, config))
                 optimizer.zero_grad()
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), input_grad=False)
                 optimizer.step()
             seen += len(batch)
             correct += int((logits.argmax(axis=1) == yb).sum())
