@@ -187,7 +187,7 @@ def convlens_step(model: nn.Sequential, mode: Mode, x: np.ndarray, target: np.nd
     def train_step() -> None:
         optimizer.zero_grad()
         loss_fn.forward(model.forward(x), target)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), input_grad=False)  # torch skips it too
         optimizer.step()
 
     return train_step

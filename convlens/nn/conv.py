@@ -91,6 +91,12 @@ def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
     return weight[..., ::-1, ::-1] if mode == "convolution" else weight
 
 
+#: im2col blocks of about this many bytes stay in the CPU cache while the matrix product
+#: reads them; measured on Tiny VGG's second conv at batch 32: 7.3 ms in one block, 3.3 ms
+#: in blocks of two to four samples.
+BLOCK_BYTES = 2**21
+
+
 def im2col(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> np.ndarray:
     """Every receptive field as a column: ``(N, C·kh·kw, H'·W')``.
 
@@ -101,6 +107,13 @@ def im2col(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair
     return windows.reshape(N, C * kernel[0] * kernel[1], out[0] * out[1])  # copies
 
 
+def _blocks(xp: np.ndarray, kernel: Pair, out: Pair):
+    """Slices of the batch whose im2col matrices fit in :data:`BLOCK_BYTES`."""
+    per_sample = xp.shape[1] * kernel[0] * kernel[1] * out[0] * out[1] * xp.itemsize
+    step = max(1, BLOCK_BYTES // max(per_sample, 1))
+    return [slice(start, start + step) for start in range(0, len(xp), step)]
+
+
 def correlate(
     xp: np.ndarray,
     kernel: np.ndarray,
@@ -108,28 +121,37 @@ def correlate(
     stride: Pair,
     dilation: Pair,
     out: Pair,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-correlate an already padded input with ``kernel (O, C, kh, kw)``.
+) -> np.ndarray:
+    """Cross-correlate an already padded input with ``kernel (O, C, kh, kw)``: ``(N, O, H', W')``.
 
-    Returns ``y (N, O, H', W')`` and the im2col matrix ``(N, C·kh·kw, H'·W')`` that
-    ``weight_grad`` reuses.
+    One matrix product per block of samples: ``(O, C·kh·kw) @ im2col(block)``.
     """
     O, C, kh, kw = kernel.shape
-    cols = im2col(xp, (kh, kw), stride, dilation, out)  # (N, K, P)
-    y = kernel.reshape(O, C * kh * kw) @ cols  # (O, K) @ (N, K, P) -> (N, O, P)
+    flat_kernel = kernel.reshape(O, C * kh * kw)
+    y = np.empty((len(xp), O, out[0] * out[1]), np.result_type(xp, kernel))
+    for block in _blocks(xp, (kh, kw), out):
+        cols = im2col(xp[block], (kh, kw), stride, dilation, out)  # (n, K, P)
+        np.matmul(flat_kernel, cols, out=y[block])  # (O, K) @ (n, K, P) -> (n, O, P)
     if bias is not None:
         y += bias[:, None]
-    return y.reshape(len(xp), O, out[0], out[1]), cols
+    return y.reshape(len(xp), O, out[0], out[1])
 
 
-def weight_grad(dy: np.ndarray, cols: np.ndarray, kernel_shape: tuple[int, ...]) -> np.ndarray:
-    """The effective kernel's gradient from the saved im2col matrix:
+def weight_grad(
+    dy: np.ndarray, xp: np.ndarray, kernel_shape: tuple[int, ...], stride: Pair, dilation: Pair
+) -> np.ndarray:
+    """The effective kernel's gradient, block by block of samples:
 
     ``dW[o, c, a, b] = Σ_{n,i,j} δ[n,o,i,j] · xp[n, c, i·s + a·d, j·s + b·d]``.
     """
-    N, O = dy.shape[:2]
-    per_sample = dy.reshape(N, O, -1) @ cols.transpose(0, 2, 1)  # (N, O, P) @ (N, P, K)
-    return per_sample.sum(axis=0).reshape(kernel_shape)
+    O, C, kh, kw = kernel_shape
+    Ho, Wo = dy.shape[2:]
+    dw = np.zeros((O, C * kh * kw), np.result_type(dy, xp))
+    for block in _blocks(xp, (kh, kw), (Ho, Wo)):
+        cols = im2col(xp[block], (kh, kw), stride, dilation, (Ho, Wo))  # (n, K, P)
+        dy_block = dy[block].reshape(-1, O, Ho * Wo)  # (n, O, P)
+        dw += (dy_block @ cols.transpose(0, 2, 1)).sum(axis=0)  # (n, O, P) @ (n, P, K)
+    return dw.reshape(kernel_shape)
 
 
 def full_padded_delta(
@@ -173,8 +195,7 @@ def input_grad(
     kh, kw = kernel.shape[2:]
     full = full_padded_delta(dy, (kh, kw), input_size, padding, stride, dilation)
     rotated = kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-    dx, _ = correlate(full, rotated, None, (1, 1), dilation, input_size)
-    return dx
+    return correlate(full, rotated, None, (1, 1), dilation, input_size)
 
 
 def conv2d(
@@ -340,8 +361,8 @@ class Conv2D(Layer):
         xp = pad_or_crop(x, self.padding2d)  # (N, C, H + t + b, W + l + r)
         kernel = effective_kernel(self._checked_weight(), self.mode)
         bias = None if self.bias is None else self.bias.data
-        y, cols = correlate(xp, kernel, bias, self.stride, self.dilation, out)
-        self._cache = (x.shape, cols, y.shape)
+        y = correlate(xp, kernel, bias, self.stride, self.dilation, out)
+        self._cache = (x.shape, xp, y.shape)  # backward re-gathers windows from xp
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
@@ -351,10 +372,10 @@ class Conv2D(Layer):
 
     def backward_parameters(self, dy: np.ndarray) -> tuple[int, ...]:
         """Add dL/dW and dL/db into ``.grad``; returns the input's shape."""
-        x_shape, cols, y_shape = self._saved()
+        x_shape, xp, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
-        kernel_shape = self.weight.data.shape
-        self.weight.grad += effective_kernel(weight_grad(dy, cols, kernel_shape), self.mode)
+        d_kernel = weight_grad(dy, xp, self.weight.data.shape, self.stride, self.dilation)
+        self.weight.grad += effective_kernel(d_kernel, self.mode)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=(0, 2, 3))
         return x_shape
