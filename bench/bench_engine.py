@@ -275,6 +275,40 @@ def peak_mib(step: Step, steps: int) -> float:
     return peak / 2**20
 
 
+def memory_growth(steps: int) -> dict[str, float]:
+    """Traced memory (MiB) held after 10 and after ``steps`` MNIST-net training steps.
+
+    Equal numbers mean nothing accumulates from step to step (caches are replaced, not
+    appended to). Garbage is collected before each reading: NumPy's pad and as_strided
+    leave small reference cycles that the collector frees but has not yet run on. Also
+    the process's peak resident size, from the OS.
+    """
+    import gc
+    import resource
+
+    nn.manual_seed(0)
+    model = mnist_net()
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 1, 28, 28), dtype=np.float32)
+    step = convlens_step(model, "train", x, rng.integers(0, 10, 32))
+    tracemalloc.start()
+    try:
+        held = {}
+        for i in range(1, steps + 1):
+            step()
+            if i in (10, steps):
+                gc.collect()
+                held[i] = tracemalloc.get_traced_memory()[0] / 2**20
+    finally:
+        tracemalloc.stop()
+    return {
+        "steps": steps,
+        "held_mib_after_10": held[10],
+        f"held_mib_after_{steps}": held[steps],
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def run_case(
     workload: Workload, mode: Mode, batch: int, repeats: int, warmup: int, rate: float
 ) -> CaseResult:
@@ -358,6 +392,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, help="timed repeats per case (default 15)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up: smoke run")
+    parser.add_argument(
+        "--memory-steps", type=int, default=1000, help="training steps for the memory check"
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 15)
     warmup = 1 if args.quick else 3
@@ -379,6 +416,14 @@ def main(argv: list[str] | None = None) -> None:
 
     results = [run_case(w, mode, n, repeats, warmup, rate) for w, mode, n in CASES]
     print(format_table(results))
+    steps = 20 if args.quick else args.memory_steps
+    memory = memory_growth(steps)
+    print(
+        f"\nmemory over {steps} MNIST-net training steps (batch 32): "
+        f"{memory['held_mib_after_10']:.2f} MiB held after 10 steps, "
+        f"{memory[f'held_mib_after_{steps}']:.2f} MiB after {steps}; "
+        f"peak RSS {memory['max_rss_mib']:.0f} MiB"
+    )
 
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -391,6 +436,7 @@ def main(argv: list[str] | None = None) -> None:
             "momentum": MOMENTUM,
         },
         "cases": [r.to_json() for r in results],
+        "memory": memory,
     }
     RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {RESULTS_PATH}")
