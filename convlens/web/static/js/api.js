@@ -1,0 +1,61 @@
+// Talking to the explainer's server. Arrays travel as {shape, data}: base64 float32.
+
+/** {shape, data} from the server -> {shape, data: Float32Array}. */
+export function decodeArray(payload) {
+  const bytes = Uint8Array.from(atob(payload.data), (c) => c.charCodeAt(0));
+  return { shape: payload.shape, data: new Float32Array(bytes.buffer) };
+}
+
+/** {shape, data: Float32Array} -> the server's {shape, data}. */
+export function encodeArray(array) {
+  const bytes = new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength);
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return { shape: array.shape, data: btoa(text) };
+}
+
+async function call(method, path, body) {
+  const options = { method, headers: {} };
+  if (body instanceof FormData) {
+    options.body = body;
+  } else if (body !== undefined) {
+    options.headers['Content-Type'] = 'application/json';
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const payload = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = payload.detail;
+    const message = typeof detail === 'string' ? detail
+      : Array.isArray(detail) ? detail.map((d) => `${(d.loc || []).join('.')}: ${d.msg}`).join('; ')
+      : `the server answered ${response.status}`;
+    throw new Error(message);
+  }
+  return payload;
+}
+
+/** An image as the request body expects it: a sample number or inline pixels. */
+function imageBody(image) {
+  return typeof image === 'number' ? { sample: image } : { image: encodeArray(image) };
+}
+
+export const api = {
+  model: () => call('GET', '/api/model'),
+  samples: async () => (await call('GET', '/api/samples')).samples.map((s) => ({
+    ...s, image: decodeArray(s.image),
+  })),
+  /** image: a sample id or {shape, data}; target: a class index or null. */
+  trace: (image, target = null) => call('POST', '/api/trace', { ...imageBody(image), target }),
+  /** The computation behind one value (target null: forward; else its gradient). */
+  explain: (image, layer, index, target = null) => call('POST', '/api/explain', {
+    ...imageBody(image), layer, index, target,
+  }),
+  upload: async (file) => {
+    const form = new FormData();
+    form.append('file', file);
+    return decodeArray((await call('POST', '/api/upload', form)).image);
+  },
+  sandbox: (settings) => call('POST', '/api/sandbox', settings),
+};
