@@ -44,6 +44,7 @@ def traced(model, image):
 
 
 def choose_target(page, k: int) -> None:
+    page.locator("#backward").scroll_into_view_if_needed()  # its maps draw when in view
     page.select_option("#target-class", str(k))
     page.wait_for_selector(f"#backward[data-target='{k}']")
 
@@ -56,6 +57,7 @@ def values(page, selector: str) -> np.ndarray:
 
 def click_value(page, tensor, channel: int, row: int, col: int) -> None:
     """Click value (row, col) of a gradient map: `tensor` is a layer index or 'input'."""
+    page.locator("#backward").scroll_into_view_if_needed()  # its maps draw when in view
     canvas = page.locator(f"canvas[data-grad-layer='{tensor}'][data-channel='{channel}']")
     cols, rows, width, height = canvas.evaluate(
         "c => [c.width, c.height, c.clientWidth, c.clientHeight]"

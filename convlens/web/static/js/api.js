@@ -2,7 +2,9 @@
 
 /** {shape, data} from the server -> {shape, data: Float32Array}. */
 export function decodeArray(payload) {
-  const bytes = Uint8Array.from(atob(payload.data), (c) => c.charCodeAt(0));
+  const text = atob(payload.data);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i); // ~5x Uint8Array.from
   return { shape: payload.shape, data: new Float32Array(bytes.buffer) };
 }
 

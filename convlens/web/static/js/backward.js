@@ -68,13 +68,26 @@ export function mount(element, store) {
   }
   const defaultTarget = (trace) => (trueLabel() >= 0 ? trueLabel() : trace.prediction);
 
+  // Drawing re-traces ten times a second: while this view is scrolled away, its gradient
+  // maps (the costly part) wait for the newest trace until the view comes back.
+  let visible = true;
+  let unseen = null;
+  new IntersectionObserver(([entry]) => {
+    visible = entry.isIntersecting;
+    if (visible && unseen) {
+      drawLadder(unseen);
+      unseen = null;
+    }
+  }).observe(element);
+
   store.subscribe('trace', (trace) => {
-    if (store.get('image') !== lastImage || trace.target === undefined) {
+    if (store.get('image') !== lastImage) {
       lastImage = store.get('image');
       selection = null;
-      const target = defaultTarget(trace);
-      if (trace.target !== target) return retarget(target);
     }
+    // store.show already traced with the sample's label (or the current target); only an
+    // image without any target yet needs a second trace, for its predicted class
+    if (trace.target === undefined) return retarget(defaultTarget(trace));
     render(trace);
     if (selection) explain();
   });
@@ -84,7 +97,8 @@ export function mount(element, store) {
     element.dataset.target = String(trace.target);
     drawPicker(trace);
     drawScores(trace);
-    drawLadder(trace);
+    if (visible) drawLadder(trace);
+    else unseen = trace;
     if (!selection) {
       pane.replaceChildren(h('div', { class: 'bw-placeholder' },
         h('h3', {}, 'Click a value in a gradient map'),

@@ -21,9 +21,15 @@ export const store = {
     if (!listeners.has(key)) listeners.set(key, []);
     listeners.get(key).push(fn);
   },
-  /** Show the network an image (sample id or {shape, data}); traces it, target included. */
+  /**
+   * Show the network an image (sample id or {shape, data}) and trace it in one request:
+   * a labelled sample's label becomes the target; a drawing or upload keeps the current one.
+   */
   async show(image) {
     state.image = image;
+    const sample = typeof image === 'number' ? (state.samples || [])[image] : null;
+    const label = sample && state.model ? state.model.classes.indexOf(sample.label) : -1;
+    if (label >= 0) state.target = label;
     await store.retrace();
   },
   /** Trace the current image again (after the image or the target changed). */
