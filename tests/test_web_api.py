@@ -51,6 +51,8 @@ def test_model_description(client, model):
     kernel = decode(description["layers"][0]["weights"]["weight"])
     np.testing.assert_array_equal(kernel, model[0].weight.data)
     assert "weight" not in description["layers"][6]["weights"]  # the big dense matrix stays home
+    assert description["layers"][0]["padding2d"] == [[0, 0], [0, 0]]
+    assert description["layers"][1]["padding2d"] is None
     assert description["samples"] == 20
 
 

@@ -59,6 +59,8 @@ def describe(model: nn.Sequential) -> dict[str, Any]:
                 "output_shape": list(out),
                 "parameters": sum(p.size for p in layer.parameters()),
                 "weights": params,
+                # the padding the engine applies, ((top, bottom), (left, right)), if any
+                "padding2d": getattr(layer, "padding2d", None),
             }
         )
         shape = out

@@ -79,13 +79,21 @@ class _Pool2D(Layer):
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def _window(self, x: np.ndarray, index: tuple[int, ...], fill: float):
-        """Channel ``c``'s window for output (i, j): positions, values, inside mask."""
+        """Channel ``c``'s window for output (i, j): the explanation's common fields (positions,
+        inside mask), the window's values (``fill`` outside) and the inside mask."""
         c, i, j = (int(v) for v in index)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         rows = [i * sh + a - ph for a in range(kh)]
         cols = [j * sw + b - pw for b in range(kw)]
         window, inside = gather(x[c : c + 1], rows, cols, fill)
-        return [c, i, j], rows, cols, window[0], inside
+        head = {
+            "operation": self.operation,
+            "index": [c, i, j],
+            "rows": rows,
+            "cols": cols,
+            "inside": inside.tolist(),
+        }
+        return head, window[0], inside
 
     def _unpad(self, dxp: np.ndarray) -> np.ndarray:
         (ph, pw) = self.padding
@@ -117,14 +125,10 @@ class MaxPool2D(_Pool2D):
 
     def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
         """Output ``y[c, i, j]``: the window's values (None for padding) and its winner."""
-        index, rows, cols, window, inside = self._window(x, index, -np.inf)
+        head, window, inside = self._window(x, index, -np.inf)
         a, b = divmod(int(np.argmax(window)), self.kernel_size[1])  # first maximum
         return {
-            "operation": self.operation,
-            "index": index,
-            "rows": rows,
-            "cols": cols,
-            "inside": inside.tolist(),
+            **head,
             "inputs": [
                 [float(v) if ok else None for v, ok in zip(row, keep, strict=True)]
                 for row, keep in zip(window, inside, strict=True)
@@ -210,13 +214,9 @@ class AvgPool2D(_Pool2D):
 
     def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
         """Output ``y[c, i, j]``: the window's values (padding counts as 0) and their mean."""
-        index, rows, cols, window, inside = self._window(x, index, 0.0)
+        head, window, _ = self._window(x, index, 0.0)
         return {
-            "operation": self.operation,
-            "index": index,
-            "rows": rows,
-            "cols": cols,
-            "inside": inside.tolist(),
+            **head,
             "inputs": window.tolist(),
             "count": int(window.size),
             "value": float(window.mean()),

@@ -31,27 +31,6 @@ export function renderDetail(payload, ctx) {
 /** A nested list turned 180°: rows reversed, each row reversed. */
 const rotate180 = (grid) => grid.slice().reverse().map((row) => row.slice().reverse());
 
-/**
- * A convolution's padding spec resolved to [[top, bottom], [left, right]], as the engine
- * does (DESIGN §2): 'valid', 'full' (d·(k−1) per side), 'same' (split by the anchor,
- * mirrored in convolution mode), an int, [ph, pw] or [[t, b], [l, r]].
- */
-function resolvePadding({ padding, kernel_size: kernel, dilation = [1, 1], anchor, mode }) {
-  const axes = [0, 1];
-  if (padding === 'valid') return [[0, 0], [0, 0]];
-  if (padding === 'full') return axes.map((i) => [dilation[i] * (kernel[i] - 1), dilation[i] * (kernel[i] - 1)]);
-  if (padding === 'same') {
-    const at = anchor ?? kernel.map((k) => Math.floor((k - 1) / 2));
-    return axes.map((i) => {
-      const before = at[i] * dilation[i];
-      const after = (kernel[i] - 1 - at[i]) * dilation[i];
-      return mode === 'convolution' ? [after, before] : [before, after];
-    });
-  }
-  if (typeof padding === 'number') return [[padding, padding], [padding, padding]];
-  return padding.map((p) => (Array.isArray(p) ? p : [p, p]));
-}
-
 const ROT = '<mi mathvariant="normal">rot180</mi>';
 const xAt = (index) => `<mi>x</mi><mo>[</mo>${index.map((i) => `<mn>${i}</mn>`).join('<mo>,</mo>')}<mo>]</mo>`;
 
@@ -145,7 +124,7 @@ function deltaField(ctx, layer, o) {
   const [H, W] = layer.input_shape.slice(-2);
   const [, Ho, Wo] = layer.output_shape;
   const [s, d, k] = [cfg.stride, cfg.dilation, cfg.kernel_size];
-  const [[top], [left]] = resolvePadding(cfg);
+  const [[top], [left]] = layer.padding2d; // as the engine resolved it
   const ext = [d[0] * (k[0] - 1), d[1] * (k[1] - 1)];
   const before = [ext[0] - top, ext[1] - left];
   const spread = [s[0] * (Ho - 1) + 1, s[1] * (Wo - 1) + 1];

@@ -1,39 +1,13 @@
 // Small building blocks shared by the backward view and the sandbox: elements, MathML and
 // number grids (with corner markers that make a 180° rotation visible).
 import { css, diverging, fmt } from './colors.js';
+import { escape, h, mathml, shapeText, svg } from './dom.js';
 
-/** An HTML element: h('p', {class: 'x', onclick: fn}, 'text', child, ...). */
-export function h(tag, attrs = {}, ...children) {
-  return fill(document.createElement(tag), attrs, children);
-}
+export { escape, h, shapeText, svg };
 
-/** An SVG element, attributes as for h(). */
-export function svg(tag, attrs = {}, ...children) {
-  return fill(document.createElementNS('http://www.w3.org/2000/svg', tag), attrs, children);
-}
-
-/** Attributes (`on…` ones as listeners; null/false left out) and children onto `element`. */
-function fill(element, attrs, children) {
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key.startsWith('on')) element.addEventListener(key.slice(2), value);
-    else element.setAttribute(key, value === true ? '' : value);
-  }
-  element.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
-  return element;
-}
-
-/** Text made safe for innerHTML (class names come from the model file). */
-export function escape(text) {
-  return String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-}
-
-/** A <math> element from MathML markup; `block` for a display formula. */
+/** A <math> element from MathML markup in a span of class formula(-inline). */
 export function math(markup, block = false) {
-  const holder = h('span', { class: block ? 'formula' : 'formula-inline' });
-  const flat = markup.replace(/<mo>([()[\]])<\/mo>/g, '<mo stretchy="false">$1</mo>'); // brackets keep their size
-  holder.innerHTML = `<math${block ? ' display="block"' : ''}>${flat}</math>`;
-  return holder;
+  return h('span', { class: block ? 'formula' : 'formula-inline' }, mathml(markup, block ? 'block' : 'inline'));
 }
 
 /** A number as MathML, negative ones in parentheses when they are a factor. */
@@ -91,4 +65,3 @@ function cornerMarkers(rows, cols, rotated) {
 }
 
 /** "32×11×11" */
-export const shapeText = (shape) => shape.join('×');

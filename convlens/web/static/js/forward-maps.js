@@ -1,48 +1,9 @@
 // Shared pieces of the forward-pass views: a tiny DOM builder, MathML, the arrays a layer
 // reads and writes, map geometry for any shape, and MapView (a scalable map with marks).
 import { absMax, colourLimit, css, diverging, fmt } from './colors.js';
+import { fill, h, mathml, shapeText, svg } from './dom.js';
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-/** Set attributes, listeners (`onclick`), `text` and `style` on a created element. */
-function apply(element, attrs) {
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith('on')) element.addEventListener(key.slice(2), value);
-    else if (key === 'text') element.textContent = value;
-    else element.setAttribute(key, value === true ? '' : value);
-  }
-  return element;
-}
-
-/** Children worth adding: nested lists flattened; null, undefined and false skipped. */
-const present = (children) => children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false);
-
-/** Replace the children of `element` by the present ones. */
-export function fill(element, ...children) {
-  element.replaceChildren(...present(children));
-  return element;
-}
-
-/** An HTML element: h('div', {class: 'x', onclick: fn}, child, 'text', ...). */
-export function h(tag, attrs = {}, ...children) {
-  const element = apply(document.createElement(tag), attrs);
-  element.append(...present(children));
-  return element;
-}
-
-/** An SVG element with attributes. */
-export function svg(tag, attrs = {}) {
-  return apply(document.createElementNS(SVG_NS, tag), attrs);
-}
-
-/** MathML markup (the inside of <math>) as an element; block or inline. */
-export function mathml(markup, display = 'block') {
-  const holder = document.createElement('span');
-  const fixed = markup.replace(/<mo>([[\]()])<\/mo>/g, '<mo stretchy="false">$1</mo>'); // brackets stay small
-  holder.innerHTML = `<math display="${display}">${fixed}</math>`;
-  return holder.firstElementChild;
-}
+export { fill, h, mathml, shapeText, svg };
 
 /**
  * MathML for `name[i, j, …]`: a number index becomes <mn>, a one-letter one <mi>, anything
@@ -87,7 +48,6 @@ export function mapsOf(shape, maxRows) {
 }
 
 /** "16×26×26" */
-export const shapeText = (shape) => shape.join('×');
 
 /** [row, col] of the largest value of map `channel` of a (C, H, W) array. */
 export function brightest(array, channel) {
