@@ -1,7 +1,7 @@
 """``load_dataset``: any dataset of :data:`~convlens.data.DATASETS` as float32 NCHW arrays.
 
 ``"mnist-bundled"`` ships with the package and needs no network. The others are downloaded
-once (SHA-256 verified, see :mod:`convlens.data.sources`) into the cache folder, one
+once (checksum verified, see :mod:`convlens.data.sources`) into the cache folder, one
 subfolder per dataset. After the first parse the decoded split is kept beside the raw files
 as ``<name>-<split>-<checksums>.npz`` (uint8, no pickle), so later loads take a fraction of a
 second; the name carries the sources' checksums, so new sources never meet old arrays.
@@ -137,8 +137,6 @@ def load_dataset(
     ValueError
         Unknown dataset or split; a download whose checksum does not match (it is deleted);
         a malformed file.
-    RuntimeError
-        The dataset has no verified checksum yet, so it is not downloaded.
     ConnectionError
         A download failed.
 
