@@ -75,3 +75,16 @@ def test_max_pool_gradient_names_the_windows_it_won():
     x[0, 1, 1] = 5.0
     info = nn.MaxPool2D(2, 1).explain_gradient(x, np.array([[[1.0, 2.0], [3.0, 4.0]]]), (0, 1, 1))
     assert info["windows"] == [[0, 0], [0, 1], [1, 0], [1, 1]] and info["value"] == 10.0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_conv_channel_shares_add_up_to_the_output_map(seed):
+    rng = np.random.default_rng(seed)
+    layer, x = random_conv(rng)
+    layer.astype(np.float64)
+    y = layer.forward(x[:1])[0]
+    o = int(rng.integers(y.shape[0]))
+    info = layer.explain(x[0], (o, 0, 0))
+    bias = 0.0 if layer.bias is None else layer.bias.data[o]
+    np.testing.assert_allclose(np.sum(info["channel_shares"], axis=0) + bias, y[o], atol=1e-12)
+    np.testing.assert_allclose(np.array(info["channel_shares"])[:, 0, 0], info["channel_sums"])

@@ -410,6 +410,8 @@ class Conv2D(Layer):
         ``rows``/``cols`` are the input positions each kernel tap reads (outside the image:
         padding, read as 0, marked ``False`` in ``inside``); ``kernel`` is the effective
         kernel (rotated 180° in convolution mode), ``weights`` the stored one.
+        ``channel_shares[c]`` is input channel c correlated with its kernel slice over the
+        whole output map: the shares summed, plus the bias, are output channel o.
         """
         o, i, j = (int(v) for v in index)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
@@ -421,6 +423,10 @@ class Conv2D(Layer):
         products = window * kernel
         sums = products.sum(axis=(1, 2))  # one per input channel
         bias = 0.0 if self.bias is None else float(self.bias.data[o])
+        out = self.output_shape(x.shape)[1:]
+        xp = pad_or_crop(x[None], self.padding2d)
+        windows = sliding_windows(xp, self.kernel_size, self.stride, self.dilation, out)[0]
+        shares = np.einsum("cabij,cab->cij", windows, kernel)  # (C, H', W'): each channel's part
         return {
             "operation": self.operation,
             "index": [o, i, j],
@@ -432,6 +438,7 @@ class Conv2D(Layer):
             "weights": self.weight.data[o].tolist(),
             "products": products.tolist(),
             "channel_sums": sums.tolist(),
+            "channel_shares": shares.tolist(),
             "bias": bias,
             "value": float(sums.sum()) + bias,
         }

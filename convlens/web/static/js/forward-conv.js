@@ -38,27 +38,6 @@ export function windowMarks({ rows, cols }) {
     : rows.flatMap((r) => cols.map((c) => ({ r, c })));
 }
 
-/** Input channel c correlated with its effective kernel slice: one term of the sum over c. */
-function channelResponse(x, c, kernel, g, [outH, outW]) {
-  const [, H, W] = x.shape;
-  const out = new Float32Array(outH * outW);
-  for (let i = 0; i < outH; i++) {
-    for (let j = 0; j < outW; j++) {
-      let sum = 0;
-      for (let a = 0; a < g.kh; a++) {
-        const r = i * g.sh + a * g.dh - g.top;
-        if (r < 0 || r >= H) continue;
-        for (let b = 0; b < g.kw; b++) {
-          const q = j * g.sw + b * g.dw - g.left;
-          if (q >= 0 && q < W) sum += kernel[a][b] * x.data[(c * H + r) * W + q];
-        }
-      }
-      out[i * outW + j] = sum;
-    }
-  }
-  return out;
-}
-
 /** MathML for the input that tap (a, b) reads for output (i, j): x_p[c, i·s + a·d, j·s + b·d]. */
 export function tapInput({ stride: [sh, sw], dilation: [dh, dw] = [1, 1] }) {
   const times = (n) => (n === 1 ? '' : `<mo>·</mo><mn>${n}</mn>`);
@@ -129,7 +108,8 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
     const room = elastic.clientWidth || 1160; // the view is on the page by the time an explanation arrives
     const size = stacked ? Math.min(120, Math.floor(440 / C)) : Math.max(36, Math.min(104, Math.floor(room / C) - 16));
     const kernelLimit = nestedAbsMax(payload.kernel);
-    const responses = payload.kernel.map((kernel, c) => channelResponse(x, c, kernel, g, [outH, outW]));
+    // each input channel's share of the output map, as the engine computed it
+    const responses = payload.channel_shares.map((share) => Float32Array.from(share.flat()));
     const responseLimit = Math.max(...responses.map((r) => absMax(r)));
     const columns = [];
     const inputs = [];
