@@ -36,14 +36,16 @@ def load_any_model(path: str, classes: str | None = None):
         model.classes = names
     elif model.classes is None and model.input_shape is not None:
         outputs = model.output_shape(model.input_shape)
+        infos = [dataset_info(n) for n in DATASETS]
         fits = [
-            n for n in DATASETS
-            if dataset_info(n).input_shape == tuple(model.input_shape)
-            and (len(dataset_info(n).classes),) == outputs
+            info for info in infos
+            if info.input_shape == tuple(model.input_shape) and (len(info.classes),) == outputs
         ]  # fmt: skip
         if len(fits) == 1:
-            model.classes = list(dataset_info(fits[0]).classes)
-            note = f"class names from {fits[0]}, the only dataset that fits (--classes to change)"
+            model.classes = list(fits[0].classes)
+            note = (
+                f"class names from {fits[0].name}, the only dataset that fits (--classes to change)"
+            )
             print(note, file=sys.stderr)
     return model
 

@@ -52,21 +52,28 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     tensors, header = read_safetensors(path)
     if "checkpoint" not in header:
         raise ValueError(f"{path} is a model file, not a training checkpoint")
+    return _checkpoint(tensors, header, str(path))
+
+
+def load_model(path: str | os.PathLike) -> nn.Sequential:
+    """A model from a model file or from a training checkpoint (the file is read once)."""
+    tensors, header = read_safetensors(path)
+    if "checkpoint" in header:
+        return _checkpoint(tensors, header, str(path)).model
+    return from_file_contents(tensors, header, str(path))
+
+
+def _checkpoint(tensors: dict[str, np.ndarray], header: dict[str, str], origin: str) -> Checkpoint:
+    """A checkpoint from a file's arrays (prefixed model/, optimizer/, best/) and metadata."""
     try:
         state = json.loads(header["checkpoint"])
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: malformed checkpoint metadata ({err})") from None
+        raise ValueError(f"{origin}: malformed checkpoint metadata ({err})") from None
     parts: dict[str, dict[str, np.ndarray]] = {"model": {}, "optimizer": {}, "best": {}}
     for name, array in tensors.items():
         prefix, _, rest = name.partition("/")
         if prefix not in parts:
-            raise ValueError(f"{path}: unexpected array {name!r} in a checkpoint")
+            raise ValueError(f"{origin}: unexpected array {name!r} in a checkpoint")
         parts[prefix][rest] = array
-    model = from_file_contents(parts["model"], header, str(path))
+    model = from_file_contents(parts["model"], header, origin)
     return Checkpoint(model, state, parts["optimizer"], parts["best"])
-
-
-def load_model(path: str | os.PathLike) -> nn.Sequential:
-    """A model from a model file or from a training checkpoint."""
-    _, header = read_safetensors(path)
-    return load_checkpoint(path).model if "checkpoint" in header else nn.load(path)
