@@ -107,11 +107,43 @@ def im2col(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair
     return windows.reshape(N, C * kernel[0] * kernel[1], out[0] * out[1])  # copies
 
 
-def _blocks(xp: np.ndarray, kernel: Pair, out: Pair):
-    """Slices of the batch whose im2col matrices fit in :data:`BLOCK_BYTES`."""
-    per_sample = xp.shape[1] * kernel[0] * kernel[1] * out[0] * out[1] * xp.itemsize
-    step = max(1, BLOCK_BYTES // max(per_sample, 1))
-    return [slice(start, start + step) for start in range(0, len(xp), step)]
+def im2col_rows(xp: np.ndarray, kernel: Pair, dilation: Pair, out: Pair) -> np.ndarray:
+    """Stride-1 receptive fields read along whole padded rows: ``(N, C·kh·kw, L)``.
+
+    With the padded input flattened per channel (row length ``Wp``),
+    ``cols[n, (c, a, b), t] = xp[n, c].flat[t + a·dh·Wp + b·dw]`` and
+    ``L = (H'−1)·Wp + W'``. Column ``t = i·Wp + j`` is output (i, j) when ``j < W'``; the
+    ``Wp − W'`` columns between two output rows wrap around the image's right edge and are
+    dropped from the result. The price is those few extra columns; the gain is that each
+    row of ``cols`` is one contiguous run of the input, so the copy runs at memory speed
+    where :func:`im2col` copies runs of only ``W'`` values.
+    """
+    N, C, Hp, Wp = xp.shape
+    length = (out[0] - 1) * Wp + out[1]
+    flat = np.ascontiguousarray(xp).reshape(N, C, Hp * Wp)
+    sN, sC, s1 = flat.strides
+    windows = np.lib.stride_tricks.as_strided(
+        flat,
+        shape=(N, C, kernel[0], kernel[1], length),
+        strides=(sN, sC, dilation[0] * Wp * s1, dilation[1] * s1, s1),
+        writeable=False,
+    )
+    return windows.reshape(N, C * kernel[0] * kernel[1], length)  # copies
+
+
+def _columns(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, width: int):
+    """im2col of a block of samples with ``width`` columns per output row: the padded width
+    (:func:`im2col_rows`, stride 1 only) or the output width (:func:`im2col`)."""
+    if width == out[1]:
+        return im2col(xp, kernel, stride, dilation, out)
+    return im2col_rows(xp, kernel, dilation, out)
+
+
+def _blocks(n_samples: int, rows: int, row_bytes: int):
+    """Slices of the batch whose im2col matrices, ``rows`` rows of ``row_bytes`` bytes per
+    sample, fit in :data:`BLOCK_BYTES`."""
+    step = max(1, BLOCK_BYTES // max(rows * row_bytes, 1))
+    return [slice(start, start + step) for start in range(0, n_samples, step)]
 
 
 def correlate(
@@ -124,17 +156,23 @@ def correlate(
 ) -> np.ndarray:
     """Cross-correlate an already padded input with ``kernel (O, C, kh, kw)``: ``(N, O, H', W')``.
 
-    One matrix product per block of samples: ``(O, C·kh·kw) @ im2col(block)``.
+    One matrix product per block of samples: ``(O, C·kh·kw) @ im2col(block)``, read along
+    whole rows (:func:`im2col_rows`) at stride 1.
     """
     O, C, kh, kw = kernel.shape
-    flat_kernel = kernel.reshape(O, C * kh * kw)
-    y = np.empty((len(xp), O, out[0] * out[1]), np.result_type(xp, kernel))
-    for block in _blocks(xp, (kh, kw), out):
-        cols = im2col(xp[block], (kh, kw), stride, dilation, out)  # (n, K, P)
-        np.matmul(flat_kernel, cols, out=y[block])  # (O, K) @ (n, K, P) -> (n, O, P)
+    K = C * kh * kw
+    width = xp.shape[3] if stride == (1, 1) else out[1]
+    length = (out[0] - 1) * width + out[1]
+    y = np.empty((len(xp), O, out[0] * width), np.result_type(xp, kernel))
+    computed = y[:, :, :length]  # the rest is the last row's wrapped columns
+    flat_kernel = kernel.reshape(O, K)
+    for block in _blocks(len(xp), K, length * xp.itemsize):
+        cols = _columns(xp[block], (kh, kw), stride, dilation, out, width)  # (n, K, L)
+        np.matmul(flat_kernel, cols, out=computed[block])  # (O, K) @ (n, K, L)
     if bias is not None:
-        y += bias[:, None]
-    return y.reshape(len(xp), O, out[0], out[1])
+        computed += bias[:, None]
+    rows = y.reshape(len(xp), O, out[0], width)
+    return rows if width == out[1] else np.ascontiguousarray(rows[..., : out[1]])
 
 
 def weight_grad(
@@ -143,15 +181,27 @@ def weight_grad(
     """The effective kernel's gradient, block by block of samples:
 
     ``dW[o, c, a, b] = Σ_{n,i,j} δ[n,o,i,j] · xp[n, c, i·s + a·d, j·s + b·d]``.
+
+    Read along whole rows (:func:`im2col_rows`), δ must be laid out the same way, zero in
+    the wrapped columns: an O-row copy that pays where it replaces a slow gather of more
+    rows, ``C·kh·kw > O``.
     """
     O, C, kh, kw = kernel_shape
-    Ho, Wo = dy.shape[2:]
-    dw = np.zeros((O, C * kh * kw), np.result_type(dy, xp))
-    for block in _blocks(xp, (kh, kw), (Ho, Wo)):
-        cols = im2col(xp[block], (kh, kw), stride, dilation, (Ho, Wo))  # (n, K, P)
-        dy_block = dy[block].reshape(-1, O, Ho * Wo)  # (n, O, P)
-        dw += (dy_block @ cols.transpose(0, 2, 1)).sum(axis=0)  # (n, O, P) @ (n, P, K)
-    return dw.reshape(kernel_shape)
+    N, _, Ho, Wo = dy.shape
+    K = C * kh * kw
+    width = xp.shape[3] if stride == (1, 1) and K > O else Wo
+    length = (Ho - 1) * width + Wo
+    if width == Wo:
+        delta = dy.reshape(N, O, Ho * Wo)
+    else:
+        delta = np.zeros((N, O, Ho, width), dy.dtype)
+        delta[..., :Wo] = dy
+        delta = delta.reshape(N, O, Ho * width)[:, :, :length]
+    dw_t = np.zeros((K, O), np.result_type(dy, xp))  # dWᵀ
+    for block in _blocks(N, K, length * xp.itemsize):
+        cols = _columns(xp[block], (kh, kw), stride, dilation, (Ho, Wo), width)  # (n, K, L)
+        dw_t += (cols @ delta[block].transpose(0, 2, 1)).sum(axis=0)  # (n, K, L) @ (n, L, O)
+    return dw_t.T.reshape(kernel_shape)
 
 
 def full_padded_delta(

@@ -90,7 +90,7 @@ class SGD(Optimizer):
                     v = self.velocity[i] = g.copy()
                 else:
                     v *= self.momentum
-                    v += (1 - self.dampening) * g
+                    v += (1 - self.dampening) * g if self.dampening else g
                 g = g + self.momentum * v if self.nesterov else v
             p.data -= self.lr * g
 

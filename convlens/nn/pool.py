@@ -184,13 +184,18 @@ class MaxPool2D(_Pool2D):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xp, y = self._saved()
         self._check_grad_shape(dy, y.shape)
-        dxp = np.zeros(xp.shape, dy.dtype)
-        unclaimed = np.ones(y.shape, bool)  # windows whose maximum is not yet found
+        out = y.shape[2:]
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel_size, strict=True))
-        for _, where in self._windows(y.shape[2:]):
-            won = xp[where] == y
+        tiling = self.stride == self.kernel_size and xp.shape[2:] == tuple(
+            s * o for s, o in zip(self.stride, out, strict=True)
+        )  # every pixel lies in exactly one window, so every dxp value is written below
+        dxp = (np.empty if tiling else np.zeros)(xp.shape, dy.dtype)
+        unclaimed = np.ones(y.shape, bool)  # windows whose maximum is not yet found
+        won = np.empty(y.shape, bool)
+        for _, where in self._windows(out):
+            np.equal(xp[where], y, out=won)
             won &= unclaimed  # ties: the first maximum in row-major order takes it
-            unclaimed &= ~won
+            unclaimed ^= won  # (won ⊆ unclaimed, so this clears the windows just won)
             if overlapping:
                 dxp[where] += dy * won  # a pixel may win several windows: += adds them up
             else:

@@ -77,7 +77,10 @@ def pad_or_crop(x: np.ndarray, padding: Padding2D, value: float = 0.0) -> np.nda
         t, b, l, r = max(t, 0), max(b, 0), max(l, 0), max(r, 0)
     if t == b == l == r == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+    *lead, H, W = x.shape
+    padded = np.full((*lead, t + H + b, l + W + r), value, x.dtype)  # (np.pad is slower)
+    padded[..., t : t + H, l : l + W] = x
+    return padded
 
 
 def sliding_windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair):
