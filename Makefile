@@ -39,10 +39,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two test processes on two cores: one BLAS thread each, or their spinning threads thrash
-# (measured: the training tests take 34 s instead of 0.8 s).
+# Two test processes on two cores: one thread each (BLAS, OpenMP and convlens's own batch
+# splitting), or their spinning threads thrash (measured: the training tests take 34 s
+# instead of 0.8 s). tests/test_threads.py turns the splitting on where it tests it.
 test: setup lint browser
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/pytest -n 2
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 CONVLENS_NUM_THREADS=1 $(BIN)/pytest -n 2
 
 format: setup
 	$(BIN)/ruff format .

@@ -15,10 +15,12 @@ forward/backward is checked to agree before anything is timed:
 * Tiny VGG forward of a single image: the explainer's latency.
 
 Each case is warmed up, then convlens and torch are timed alternately (interleaved
-repeats, the order swapped every repeat) with ``time.perf_counter``. Each timed call
-follows a short sleep, so the other framework's idle threads have stopped spinning, and an
-untimed call of its own, so its own threads are awake (``SETTLE_S``).
-The table shows the median with min–max for both and the ratio of medians, convlens/torch.
+repeats, the order swapped every repeat) with ``time.perf_counter``. Each repeat starts
+with a short sleep, so the other framework's idle threads have stopped spinning, and
+0.1 s of untimed calls, so its own threads are awake (``SETTLE_S``, ``WARM_S``), then
+times ``RUN_LENGTH`` calls in a row, as a training loop makes them. The table shows the
+median with min–max over all timed calls for both and the ratio of medians,
+convlens/torch.
 
 ``floor ms`` is the GEMM floor: the FLOPs of the conv and dense matrix products (forward
 ``2·N·O·C·kh·kw·Ho·Wo`` per conv and ``2·N·in·out`` per dense; training ≈ 3× forward, for
@@ -35,8 +37,10 @@ Run::
     .venv/bin/python bench/bench_engine.py --repeats 30 --threads 2
 
 The full results are also written to ``bench/results/engine.json``. ``--threads`` sets
-torch's intra-op threads; NumPy's BLAS (OpenBLAS) reads ``OPENBLAS_NUM_THREADS`` once at
-import (default: every core), so set that too when ``--threads`` is below the core count.
+torch's intra-op threads and the number of pieces convlens splits a batch into
+(:func:`convlens.nn.set_num_threads`, one thread each, BLAS single-threaded meanwhile).
+Work outside a split (a batch of one) uses NumPy's BLAS (OpenBLAS) threads, which it reads
+from ``OPENBLAS_NUM_THREADS`` once at import (default: every core).
 """
 
 from __future__ import annotations
@@ -70,6 +74,11 @@ TOLERANCE = 1e-3  # max |convlens − torch| over logits and gradients before ti
 # idle) and then one untimed call (its own threads wake up: waking a sleeping thread can cost
 # milliseconds on a VM, which a training loop running step after step never pays).
 SETTLE_S = 0.15
+# After the sleep, this VM runs two threads slowly for ~50 ms (measured: an MNIST-net step
+# split over two threads takes 9.4 ms right after a 0.15 s sleep, 5.8 ms from the 8th step
+# on), so each repeat first runs untimed calls for WARM_S, then times RUN_LENGTH in a row.
+WARM_S = 0.1
+RUN_LENGTH = 4
 MEMORY_STEPS = 2  # convlens training steps traced for the peak memory
 
 Mode = Literal["train", "forward"]
@@ -215,22 +224,26 @@ def torch_step(
 
 # -- measuring ---------------------------------------------------------------------------
 def timeit_pair(
-    fn_a: Step, fn_b: Step, repeats: int, settle_s: float = SETTLE_S
+    fn_a: Step, fn_b: Step, repeats: int, settle_s: float = SETTLE_S, run: int = RUN_LENGTH
 ) -> tuple[list[float], list[float]]:
     """Milliseconds per call of each, interleaved; who goes first alternates every repeat.
 
-    Each timed call follows a ``settle_s`` sleep, so the other framework's idle threads have
-    stopped spinning, and one untimed call of its own, so its own threads are awake: the
-    steady state of a loop running one framework alone (see ``SETTLE_S``).
+    Each repeat of a framework is a ``settle_s`` sleep, so the other framework's idle
+    threads have stopped spinning, untimed calls for ``WARM_S``, so its own threads are
+    awake, then ``run`` timed calls back to back: the steady state of a loop running one
+    framework alone (see ``SETTLE_S``). Every timed call is one sample.
     """
     fns, samples_ms = (fn_a, fn_b), ([], [])
     for i in range(repeats):
         for k in (0, 1) if i % 2 == 0 else (1, 0):
             time.sleep(settle_s)
-            fns[k]()
-            start = time.perf_counter()
-            fns[k]()
-            samples_ms[k].append((time.perf_counter() - start) * 1e3)
+            warm_until = time.perf_counter() + WARM_S
+            while time.perf_counter() < warm_until:
+                fns[k]()
+            for _ in range(run):
+                start = time.perf_counter()
+                fns[k]()
+                samples_ms[k].append((time.perf_counter() - start) * 1e3)
     return samples_ms
 
 
@@ -349,6 +362,7 @@ def machine_info(threads: int, rate: float) -> dict[str, Any]:
         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
         "torch": torch.__version__,
         "torch_threads": threads,
+        "convlens_threads": nn.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
         "processor": platform.processor() or platform.machine(),
@@ -390,7 +404,9 @@ def format_table(results: list[CaseResult]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, help="timed repeats per case (default 15)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch and convlens threads (default 2)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up: smoke run")
     parser.add_argument(
         "--memory-steps", type=int, default=1000, help="training steps for the memory check"
@@ -400,18 +416,20 @@ def main(argv: list[str] | None = None) -> None:
     warmup = 1 if args.quick else 3
 
     torch.set_num_threads(args.threads)
+    nn.set_num_threads(args.threads)
     rate = gemm_rate()
     info = machine_info(args.threads, rate)
     print(
         f"numpy {info['numpy']} ({info['numpy_blas']}, "
         f"OPENBLAS_NUM_THREADS={info['OPENBLAS_NUM_THREADS'] or 'unset'}), "
-        f"torch {info['torch']}, torch threads {args.threads}, {info['cpu_count']} CPUs, "
+        f"torch {info['torch']}, torch and convlens threads {args.threads}, "
+        f"{info['cpu_count']} CPUs, "
         f"NumPy float32 GEMM {info['numpy_gemm_gflops']:.1f} GFLOP/s, "
         f"load average {info['load_average_at_start'][0]:.2f}"
     )
     print(
         f"float32, {repeats} interleaved repeats after {warmup} warm-up(s) per case, "
-        f"each after a {SETTLE_S} s sleep and an untimed run-in call\n"
+        f"each a {SETTLE_S} s sleep, {WARM_S} s of untimed calls and {RUN_LENGTH} timed calls\n"
     )
 
     results = [run_case(w, mode, n, repeats, warmup, rate) for w, mode, n in CASES]
@@ -432,6 +450,8 @@ def main(argv: list[str] | None = None) -> None:
             "repeats": repeats,
             "warmup": warmup,
             "settle_s": SETTLE_S,
+            "warm_s": WARM_S,
+            "run_length": RUN_LENGTH,
             "lr": LR,
             "momentum": MOMENTUM,
         },

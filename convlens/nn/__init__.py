@@ -2,7 +2,8 @@
 
 Layout NCHW; conv weights ``(out, in, kh, kw)``, dense weights ``(out, in)``, as in PyTorch.
 Every layer has ``forward(x)`` and ``backward(dy)``; backward returns dL/dx and *adds*
-dL/dθ into each parameter's ``.grad``.
+dL/dθ into each parameter's ``.grad``. A Sequential splits a batch over the CPU's cores
+(``set_num_threads``; see :mod:`convlens.nn.threads`).
 """
 
 from .activation import ReLU, Sigmoid, Softmax, Tanh
@@ -15,6 +16,7 @@ from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
 from .pool import AvgPool2D, MaxPool2D
 from .sequential import Sequential, load
+from .threads import get_num_threads, set_num_threads
 
 __all__ = [
     "SGD",
@@ -38,7 +40,9 @@ __all__ = [
     "Softmax",
     "Tanh",
     "conv2d",
+    "get_num_threads",
     "gradcheck",
     "load",
     "manual_seed",
+    "set_num_threads",
 ]

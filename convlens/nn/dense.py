@@ -185,6 +185,9 @@ class Dropout(Layer):
     def config(self) -> dict[str, Any]:
         return {"p": self.p}
 
+    def splits_batch(self) -> bool:
+        return not self.training or self.p == 0.0  # one random stream, drawn in batch order
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
             scale = np.ones((), x.dtype)  # broadcasts: identity

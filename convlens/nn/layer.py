@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -124,6 +125,32 @@ class Layer:
         for p in self.parameters():
             p.data = p.data.astype(dtype)
         return self
+
+    # -- running on several threads ------------------------------------------------------
+    def splits_batch(self) -> bool:
+        """Whether a batch may be cut into pieces that run apart: True when every sample's
+        output depends only on that sample, always the same way (not, e.g., a Dropout
+        drawing random masks in training)."""
+        return True
+
+    def replica(self, previous: Layer | None = None) -> Layer:
+        """A twin for running another piece of the batch on another thread: this layer's
+        settings and parameter *values*, with gradients and caches of its own.
+
+        ``previous``, a replica made earlier, is brought up to date and returned instead
+        of a new one, so that its gradient arrays are reused.
+        """
+        if type(previous) is not type(self):
+            previous = None
+        mine = {} if previous is None else dict(previous.named_parameters())
+        twin = copy.copy(self) if previous is None else previous
+        twin.__dict__.update(self.__dict__)  # the settings as they are now
+        twin._cache = None
+        for name, p in self.named_parameters():
+            own = mine.get(name) or Parameter(p.data, p.name)
+            own.data = p.data  # shared values; a new shape or dtype gets a new gradient
+            setattr(twin, name, own)
+        return twin
 
     def _saved(self) -> Any:
         """What ``forward`` kept for ``backward``; a clear error if forward has not run."""

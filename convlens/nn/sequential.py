@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,40 @@ import numpy as np
 
 from .layer import LAYER_TYPES, Layer
 from .parameter import Parameter
+from .threads import batch_pieces, run_side_by_side
 
 FORMAT_NAME = "convlens.sequential"
 FORMAT_VERSION = "1"
+
+
+def _forward(layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+def _backward(layers: Sequence[Layer], dy: np.ndarray, input_grad: bool) -> np.ndarray | None:
+    """Backward through ``layers``; the first one skips dL/dx unless ``input_grad``."""
+    first, *rest = layers or [None]
+    for layer in reversed(rest):
+        dy = layer.backward(dy)
+    if first is None:
+        return dy
+    if input_grad:
+        return first.backward(dy)
+    first.backward_parameters(dy)
+    return None
+
+
+def _replicate(layers: Sequence[Layer], earlier: Sequence[Layer] | None) -> list[Layer]:
+    """Replicas of ``layers``, reusing ``earlier`` ones where they line up."""
+    if earlier is None or len(earlier) != len(layers):
+        earlier = [None] * len(layers)
+    return [layer.replica(old) for layer, old in zip(layers, earlier, strict=True)]
+
+
+def _parameters(layers: Sequence[Layer]) -> list[Parameter]:
+    return [p for layer in layers for p in layer.parameters()]
 
 
 class Sequential(Layer):
@@ -50,28 +82,54 @@ class Sequential(Layer):
         self.input_shape: tuple[int, ...] | None = None
         self.classes: list[str] | None = None
         self.metadata: dict[str, Any] = {}
+        self._twins: list[list[Layer]] = []  # layer replicas for the other pieces of a batch
 
     # -- running ---------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        """Run every layer. A batch is cut into one piece per thread (see
+        :mod:`convlens.nn.threads`) when every layer allows it: piece 0 runs through these
+        layers, each other piece through a :meth:`replica` of them, all at once."""
+        pieces = batch_pieces(len(x)) if self.splits_batch() else [slice(0, len(x))]
+        if len(pieces) == 1:
+            self._cache = None
+            return _forward(self.layers, x)
+        earlier = self._twins + [None] * len(pieces)
+        self._twins = [_replicate(self.layers, earlier[k]) for k in range(len(pieces) - 1)]
+        self._cache = runs = list(zip([self.layers, *self._twins], pieces, strict=True))
+        outputs = run_side_by_side([partial(_forward, layers, x[p]) for layers, p in runs])
+        return np.concatenate(outputs)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dy`` through every layer; returns dL/dx.
 
         With ``input_grad=False`` (training), the first layer only accumulates its
         parameter gradients and None is returned: dL/d(image) is never needed there.
+        After a split forward, each piece runs back through its own copy of the layers and
+        the copies' parameter gradients are then added in, piece by piece.
         """
-        first, *rest = self.layers or [None]
-        for layer in reversed(rest):
-            dy = layer.backward(dy)
-        if first is None:
-            return dy
-        if input_grad:
-            return first.backward(dy)
-        first.backward_parameters(dy)
-        return None
+        if self._cache is None:
+            return _backward(self.layers, dy, input_grad)
+        runs = self._cache
+        if len(dy) != runs[-1][1].stop:
+            raise ValueError(
+                f"Sequential: backward() got a gradient for {len(dy)} samples, "
+                f"but the last forward() ran {runs[-1][1].stop}"
+            )
+        results = run_side_by_side([partial(_backward, c, dy[p], input_grad) for c, p in runs])
+        for twins, _ in runs[1:]:
+            for p, twin in zip(self.parameters(), _parameters(twins), strict=True):
+                p.grad += twin.grad
+                twin.zero_grad()  # so that a second backward adds only its own share
+        return np.concatenate(results) if input_grad else None
+
+    def splits_batch(self) -> bool:
+        return all(layer.splits_batch() for layer in self.layers)
+
+    def replica(self, previous: Layer | None = None) -> Sequential:
+        earlier = getattr(previous, "layers", None)
+        twin = super().replica(previous)
+        twin.layers, twin._twins = _replicate(self.layers, earlier), []
+        return twin
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = tuple(input_shape)

@@ -1,0 +1,119 @@
+"""Using every core: a batch split into pieces that run side by side.
+
+Samples in a batch are independent, so :class:`~convlens.nn.Sequential` can cut a batch
+into one piece per core and push each piece through its own copy of the layers (same
+weights, own caches and gradients) on its own thread; the gradients are added up in piece
+order afterwards. NumPy releases the interpreter lock inside its array loops and matrix
+products, so the threads really do run at once.
+
+The alternative, letting the BLAS library split each matrix product over the cores, pays
+off badly here: a convolution is many small products, too small to share, and everything
+between them (im2col copies, ReLU, pooling) stays on one core. Measured on a 2-core
+machine, a Tiny VGG training step at batch 32 went from 38 ms on one core to 21 ms split
+in two, where BLAS threading reached 33 ms. While pieces run, BLAS is held to one thread
+per call so the cores are not oversubscribed.
+
+``set_num_threads(1)`` runs everything on the caller's thread. Results do not depend on
+timing, only on the thread count (the pieces' gradients are summed in a fixed order), so a
+run repeats bit for bit on the same machine; set one thread for results that are also the
+same on machines with another core count.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextvars import copy_context
+from itertools import pairwise
+from typing import TypeVar
+
+from threadpoolctl import ThreadpoolController
+
+R = TypeVar("R")
+
+#: A piece of a batch has at least this many samples; smaller batches are not split.
+MIN_PIECE = 4
+
+
+def _default_count() -> int:
+    """``CONVLENS_NUM_THREADS`` if set, else the CPU cores this process may use."""
+    setting = os.environ.get("CONVLENS_NUM_THREADS", "").strip()
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise ValueError(f"CONVLENS_NUM_THREADS must be an integer >= 1, got {setting!r}")
+        return int(setting)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_count()
+_pool: ThreadPoolExecutor | None = None
+_blas: ThreadpoolController | None = None
+_local = threading.local()  # .busy: this thread is running a piece already
+
+
+def get_num_threads() -> int:
+    """How many threads a batch is split over: ``CONVLENS_NUM_THREADS``, else the usable
+    CPU cores."""
+    return _num_threads
+
+
+def set_num_threads(count: int) -> None:
+    """Split batches over ``count`` threads; 1 keeps all work on the caller's thread.
+
+    Parameters
+    ----------
+    count : int
+        At least 1.
+    """
+    global _num_threads, _pool
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"set_num_threads needs an int >= 1, got {count!r}")
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _num_threads = count
+
+
+def batch_pieces(n_samples: int) -> list[slice]:
+    """The batch's pieces, one per thread and at least :data:`MIN_PIECE` samples each;
+    a single piece when the batch is small, one thread is set, or this thread is already
+    running a piece."""
+    count = min(_num_threads, n_samples // MIN_PIECE)
+    if count < 2 or getattr(_local, "busy", False):
+        return [slice(0, n_samples)]
+    bounds = [n_samples * k // count for k in range(count + 1)]
+    return [slice(a, b) for a, b in pairwise(bounds)]
+
+
+def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
+    """Run the tasks at the same time (the first on this thread) and return their results
+    in order. BLAS runs one thread per call meanwhile. An error in any task is raised once
+    every task has finished."""
+    if len(tasks) < 2:
+        return [task() for task in tasks]
+    global _pool, _blas
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_num_threads - 1, thread_name_prefix="convlens")
+    if _blas is None:
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        # each task runs in a copy of the caller's context: np.errstate and the like hold
+        others = [_pool.submit(copy_context().run, _as_piece, task) for task in tasks[1:]]
+        try:
+            first = _as_piece(tasks[0])
+        finally:
+            wait(others)
+        return [first, *(future.result() for future in others)]
+
+
+def _as_piece(task: Callable[[], R]) -> R:
+    _local.busy = True
+    try:
+        return task()
+    finally:
+        _local.busy = False

@@ -1,0 +1,146 @@
+"""A batch split over threads gives what one thread gives, on random models and batches.
+
+``make test`` runs with CONVLENS_NUM_THREADS=1; every test here turns splitting on itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_close
+
+import convlens.nn as nn
+from convlens.interop import to_torch
+from convlens.nn import threads
+
+
+@pytest.fixture
+def split_over():
+    """``split_over(k)`` sets k threads for the test; the setting is restored afterwards."""
+    before = threads.get_num_threads()
+    yield threads.set_num_threads
+    threads.set_num_threads(before)
+
+
+def random_model(rng: np.random.Generator) -> tuple[nn.Sequential, tuple[int, int, int]]:
+    """A small CNN with random channels, kernel, stride, padding, pool and activations."""
+    c, h = int(rng.integers(1, 4)), int(rng.integers(8, 14))
+    o = int(rng.integers(2, 6))
+    conv = nn.Conv2D(
+        c, o, int(rng.integers(1, 4)), stride=int(rng.integers(1, 3)),
+        padding=str(rng.choice(["valid", "same", "full"])), dilation=int(rng.integers(1, 3)),
+        mode=str(rng.choice(["correlation", "convolution"])),
+    )  # fmt: skip
+    activation = [nn.ReLU, nn.Tanh, nn.Sigmoid][int(rng.integers(3))]()
+    pool = nn.MaxPool2D(2, int(rng.integers(1, 3))) if rng.random() < 0.5 else nn.AvgPool2D(2)
+    features = nn.Sequential(conv, activation, pool)  # nested: replicated as a whole
+    flat = int(np.prod(features.output_shape((c, h, h))))
+    model = nn.Sequential(features, nn.Flatten(), nn.Dense(flat, 3), nn.Dropout(0.5).eval())
+    return model.astype(np.float64), (c, h, h)
+
+
+def run(model: nn.Sequential, x: np.ndarray, dy: np.ndarray, input_grad: bool):
+    model.zero_grad()
+    y = model.forward(x)
+    dx = model.backward(dy, input_grad=input_grad)
+    return y, dx, [p.grad.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_split_batch_matches_one_thread_and_torch(seed, split_over):
+    rng = np.random.default_rng(seed)
+    model, shape = random_model(rng)
+    n = int(rng.integers(8, 40))
+    x = rng.standard_normal((n, *shape))
+    dy = rng.standard_normal((n, 3))
+    input_grad = bool(seed % 2)
+    split_over(1)
+    y1, dx1, grads1 = run(model, x, dy, input_grad)
+    pieces = int(rng.integers(2, 5))
+    split_over(pieces)
+    assert len(threads.batch_pieces(n)) == min(pieces, n // threads.MIN_PIECE)
+    y, dx, grads = run(model, x, dy, input_grad)
+    assert_close(y, y1, 1e-13)
+    if input_grad:
+        assert_close(dx, dx1, 1e-13)
+    else:
+        assert dx is None and dx1 is None
+    for g, g1 in zip(grads, grads1, strict=True):  # sums regrouped by piece: rounding only
+        assert_close(g, g1, 1e-12)
+
+    x_t = torch.tensor(x, requires_grad=True)
+    reference = to_torch(model).eval()  # eval: the Dropout is off here too
+    reference(x_t).backward(torch.tensor(dy))
+    for g, p_t in zip(grads, reference.parameters(), strict=True):
+        assert_close(g, p_t.grad, 1e-10)
+    if input_grad:
+        assert_close(dx, x_t.grad, 1e-10)
+
+
+def test_split_runs_repeat_bit_for_bit_and_gradients_accumulate(split_over):
+    rng = np.random.default_rng(7)
+    model, shape = random_model(rng)
+    x, dy = rng.standard_normal((24, *shape)), rng.standard_normal((24, 3))
+    split_over(2)
+    _, _, first = run(model, x, dy, True)
+    _, _, again = run(model, x, dy, True)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    model.backward(dy)  # a second backward after one forward adds the same again
+    for p, g in zip(model.parameters(), first, strict=True):
+        assert_close(p.grad, 2 * g, 1e-12)
+
+
+def test_replicas_follow_weights_assigned_between_steps(split_over):
+    """A replica shares the weights' values: new arrays assigned (load, astype) are used."""
+    rng = np.random.default_rng(8)
+    model, shape = random_model(rng)
+    x = rng.standard_normal((16, *shape))
+    split_over(2)
+    model.forward(x)
+    for p in model.parameters():
+        p.data = rng.standard_normal(p.shape)
+    split_over(1)
+    expected = model.forward(x)
+    split_over(2)
+    np.testing.assert_array_equal(model.forward(x), expected)
+
+
+def test_training_dropout_is_never_split(split_over):
+    """Dropout in training draws one random stream in batch order, so the batch stays whole
+    and a seeded run gives the same masks whatever the thread count."""
+    model = nn.Sequential(nn.Dense(5, 5), nn.Dropout(0.5), nn.Dense(5, 2))
+    assert not model.splits_batch() and model.eval().splits_batch()
+    model.train()
+    x = np.ones((32, 5), np.float32)
+    outputs = []
+    for count in (1, 2):
+        split_over(count)
+        nn.manual_seed(3)
+        outputs.append(model.forward(x))
+    np.testing.assert_array_equal(*outputs)
+
+
+def test_errors_in_a_piece_reach_the_caller(split_over):
+    model = nn.Sequential(nn.Conv2D(1, 2, 3), nn.Flatten(), nn.Dense(2 * 4 * 4, 3))
+    split_over(2)
+    model.forward(np.zeros((16, 1, 6, 6), np.float32))
+    with pytest.raises(ValueError, match="gradient for 15 samples"):
+        model.backward(np.zeros((15, 3), np.float32))
+    with pytest.raises(ValueError, match="expected 1 input channels"):
+        model.forward(np.zeros((16, 2, 6, 6), np.float32))
+
+
+def test_numpy_error_settings_reach_the_threads(split_over):
+    model = nn.Sequential(nn.Dense(3, 3))
+    model.layers[0].weight.data = np.full((3, 3), 1e38, np.float32)
+    split_over(2)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        model.forward(np.full((16, 3), 1e38, np.float32))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_thread_count_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match="set_num_threads needs an int >= 1"):
+        threads.set_num_threads(bad)
