@@ -40,7 +40,9 @@ The full results are also written to ``bench/results/engine.json``. ``--threads`
 torch's intra-op threads and the number of pieces convlens splits a batch into
 (:func:`convlens.nn.set_num_threads`, one thread each, BLAS single-threaded meanwhile).
 Work outside a split (a batch of one) uses NumPy's BLAS (OpenBLAS) threads, which it reads
-from ``OPENBLAS_NUM_THREADS`` once at import (default: every core).
+from ``OPENBLAS_NUM_THREADS`` once at import (default: every core). As the trainer does, the
+bench lets malloc keep freed memory (:func:`convlens.nn.keep_freed_memory`); both frameworks
+allocate through it.
 """
 
 from __future__ import annotations
@@ -417,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     nn.set_num_threads(args.threads)
+    nn.keep_freed_memory()  # as the trainer does; both frameworks allocate through it
     rate = gemm_rate()
     info = machine_info(args.threads, rate)
     print(

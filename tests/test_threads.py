@@ -1,9 +1,13 @@
-"""A batch split over threads gives what one thread gives, on random models and batches.
+"""A batch split over threads gives what one thread gives, on random models and batches;
+keeping freed memory stops the page faults of reallocating a step's arrays.
 
 ``make test`` runs with CONVLENS_NUM_THREADS=1; every test here turns splitting on itself.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,3 +148,29 @@ def test_numpy_error_settings_reach_the_threads(split_over):
 def test_thread_count_must_be_a_positive_int(bad):
     with pytest.raises(ValueError, match="set_num_threads needs an int >= 1"):
         threads.set_num_threads(bad)
+
+
+KEEP_FREED_MEMORY = """
+import resource, numpy as np, convlens.nn as nn
+def faults():
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):  # a step's worth of activations, allocated and freed
+        arrays = [np.ones(n << 20, np.uint8) for n in (3, 5, 2, 7, 4, 6)]
+        del arrays
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+faults()
+before = faults()
+assert nn.keep_freed_memory() is True
+faults()
+print(before, faults())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_page_faults_on_reallocation():
+    """Run in a child process: the setting changes the allocator of the whole process."""
+    done = subprocess.run(
+        [sys.executable, "-c", KEEP_FREED_MEMORY], capture_output=True, text=True, check=True
+    )
+    before, after = map(int, done.stdout.split())
+    assert before > 5_000 and after < before / 100, (before, after)

@@ -12,6 +12,7 @@ from .dense import Dense, Dropout, Flatten
 from .gradcheck import GradcheckResult, gradcheck
 from .layer import Layer, manual_seed
 from .loss import CrossEntropyLoss, Loss, MSELoss
+from .memory import keep_freed_memory
 from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
 from .pool import AvgPool2D, MaxPool2D
@@ -42,6 +43,7 @@ __all__ = [
     "conv2d",
     "get_num_threads",
     "gradcheck",
+    "keep_freed_memory",
     "load",
     "manual_seed",
     "set_num_threads",

@@ -24,6 +24,7 @@ The literal loop versions of all three live in :mod:`convlens.nn.reference`.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -97,17 +98,35 @@ def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
 BLOCK_BYTES = 2**21
 
 
-def im2col(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair) -> np.ndarray:
-    """Every receptive field as a column: ``(N, C·kh·kw, H'·W')``.
+def im2col(
+    xp: np.ndarray,
+    kernel: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out: Pair,
+    into: np.ndarray | None = None,
+) -> np.ndarray:
+    """Every receptive field as a column: ``(N, C·kh·kw, H'·W')``, written into ``into``
+    when given.
 
     ``cols[n, (c, a, b), (i, j)] = xp[n, c, i·sh + a·dh, j·sw + b·dw]``.
     """
-    N, C = xp.shape[:2]
     windows = sliding_windows(xp, kernel, stride, dilation, out)  # (N, C, kh, kw, H', W')
-    return windows.reshape(N, C * kernel[0] * kernel[1], out[0] * out[1])  # copies
+    return _as_matrix(windows, into)
 
 
-def im2col_rows(xp: np.ndarray, kernel: Pair, dilation: Pair, out: Pair) -> np.ndarray:
+def _as_matrix(windows: np.ndarray, into: np.ndarray | None) -> np.ndarray:
+    """Copy a view ``(N, C, kh, kw, …)`` of windows into one matrix ``(N, C·kh·kw, P)``."""
+    N, C, kh, kw = windows.shape[:4]
+    if into is None:
+        return windows.reshape(N, C * kh * kw, -1)  # copies
+    np.copyto(into.reshape(windows.shape), windows)
+    return into
+
+
+def im2col_rows(
+    xp: np.ndarray, kernel: Pair, dilation: Pair, out: Pair, into: np.ndarray | None = None
+) -> np.ndarray:
     """Stride-1 receptive fields read along whole padded rows: ``(N, C·kh·kw, L)``.
 
     With the padded input flattened per channel (row length ``Wp``),
@@ -128,15 +147,30 @@ def im2col_rows(xp: np.ndarray, kernel: Pair, dilation: Pair, out: Pair) -> np.n
         strides=(sN, sC, dilation[0] * Wp * s1, dilation[1] * s1, s1),
         writeable=False,
     )
-    return windows.reshape(N, C * kernel[0] * kernel[1], length)  # copies
+    return _as_matrix(windows, into)
+
+
+_workspace = threading.local()  # .buffer: this thread's scratch for im2col blocks
 
 
 def _columns(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, width: int):
     """im2col of a block of samples with ``width`` columns per output row: the padded width
-    (:func:`im2col_rows`, stride 1 only) or the output width (:func:`im2col`)."""
+    (:func:`im2col_rows`, stride 1 only) or the output width (:func:`im2col`).
+
+    The result lives in a scratch buffer of this thread, valid until its next call: a fresh
+    megabyte for every block, hundreds of times a training step, made the allocator map
+    and fault in new pages each time (about a quarter of a Tiny VGG step, measured).
+    """
+    length = (out[0] - 1) * width + out[1]
+    shape = (len(xp), xp.shape[1] * kernel[0] * kernel[1], length)
+    nbytes = int(np.prod(shape)) * xp.itemsize
+    buffer = getattr(_workspace, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _workspace.buffer = np.empty(nbytes, np.uint8)
+    into = buffer[:nbytes].view(xp.dtype).reshape(shape)
     if width == out[1]:
-        return im2col(xp, kernel, stride, dilation, out)
-    return im2col_rows(xp, kernel, dilation, out)
+        return im2col(xp, kernel, stride, dilation, out, into)
+    return im2col_rows(xp, kernel, dilation, out, into)
 
 
 def _blocks(n_samples: int, rows: int, row_bytes: int):

@@ -167,6 +167,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     stopped (same weights, optimizer state, shuffling and dropout draws); the saved settings are
     used, except ``epochs``, which may be raised.
 
+    The process keeps freed memory for the next step from here on
+    (:func:`convlens.nn.keep_freed_memory`).
+
     Raises
     ------
     ValueError
@@ -174,6 +177,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     TrainingDiverged
         The loss became NaN or infinite. The last good checkpoint is kept.
     """
+    nn.keep_freed_memory()
     out = Path(config.out)
     checkpoint_path = out / "checkpoint.safetensors"
     if resume:
