@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import convlens.nn as nn
 from convlens.data import load_dataset
 from convlens.models import mnist_net
 from convlens.train.parity import ParityResult, run_parity
@@ -53,10 +54,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="PyTorch and convlens threads (default 2)"
+    )
     parser.add_argument("--every", type=int, default=10, help="print every N-th step's losses")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    nn.set_num_threads(args.threads)
     train, test = load_dataset("mnist-bundled", "train"), held_out()
     results = {}
     for dtype in (np.float64, np.float32):
