@@ -15,8 +15,8 @@ per call so the cores are not oversubscribed.
 
 ``set_num_threads(1)`` runs everything on the caller's thread. Results do not depend on
 timing, only on the thread count (the pieces' gradients are summed in a fixed order), so a
-run repeats bit for bit on the same machine; set one thread for results that are also the
-same on machines with another core count.
+run repeats bit for bit on the same machine; set one thread for results that do not
+depend on the core count either.
 """
 
 from __future__ import annotations
