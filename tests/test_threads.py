@@ -6,6 +6,8 @@ keeping freed memory stops the page faults of reallocating a step's arrays.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import subprocess
 import sys
 
@@ -174,3 +176,16 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
     )
     before, after = map(int, done.stdout.split())
     assert before > 5_000 and after < before / 100, (before, after)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_can_still_split(split_over):
+    """The parent's pool threads do not exist in a fork; the child must start its own."""
+    model = nn.Sequential(nn.Conv2D(1, 2, 3), nn.Flatten(), nn.Dense(2 * 4 * 4, 3))
+    x = np.ones((16, 1, 6, 6), np.float32)
+    split_over(2)
+    expected = model.forward(x)  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as children:
+        result = children.apply_async(model.forward, (x,)).get(timeout=60)
+    np.testing.assert_array_equal(result, expected)

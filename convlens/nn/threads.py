@@ -111,6 +111,16 @@ def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
         return [first, *(future.result() for future in others)]
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool when needed."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _as_piece(task: Callable[[], R]) -> R:
     _local.busy = True
     try:
