@@ -230,20 +230,20 @@ def correlate(
     length = (out[0] - 1) * width + out[1]
     y = np.empty((len(xp), O, out[0] * width), np.result_type(xp, kernel))
     computed = y[:, :, :length]  # the rest is the last row's wrapped columns
-    sample_bytes = (matrix.shape[1] + O * (taps > 1) * taps) * ((size[0] - 1) * width + size[1])
-    for block in _blocks(len(xp), sample_bytes * xp.itemsize):
+    columns = (size[0] - 1) * width + size[1]  # L'
+    scratch_rows = matrix.shape[1] + (matrix.shape[0] if taps > 1 else 0)  # cols, products
+    for block in _blocks(len(xp), scratch_rows * columns * xp.itemsize):
         cols = _columns(xp[block], gathered, stride, dilation, size, width)  # (n, K, L')
         if taps == 1:
             np.matmul(matrix, cols, out=computed[block])  # (O, K) @ (n, K, L)
             continue
-        shape = (len(cols), O * taps, cols.shape[2])
+        shape = (len(cols), O * taps, columns)
         products = np.matmul(matrix, cols, out=_scratch("products", shape, y.dtype))
-        rows = products.reshape(len(cols), O, taps, -1)
-        shifts = [a * dilation[0] * width for a in range(taps)]
-        np.add(rows[:, :, 0, :length], rows[:, :, 1, shifts[1] : shifts[1] + length],
-               out=computed[block])  # fmt: skip
-        for a in range(2, taps):
-            computed[block] += rows[:, :, a, shifts[a] : shifts[a] + length]
+        by_row = products.reshape(len(cols), O, taps, columns)  # Z: (n, O, kh, L')
+        shifted = [by_row[:, :, a, a * dilation[0] * width :][..., :length] for a in range(taps)]
+        np.add(shifted[0], shifted[1], out=computed[block])
+        for part in shifted[2:]:
+            computed[block] += part
     if bias is not None:
         computed += bias[:, None]
     rows = y.reshape(len(xp), O, out[0], width)
