@@ -93,7 +93,7 @@ class Sequential(Layer):
         if len(pieces) == 1:
             self._cache = None
             return _forward(self.layers, x)
-        earlier = self._twins + [None] * len(pieces)
+        earlier = self._twins + [None] * len(pieces)  # last call's replicas, kept for reuse
         self._twins = [_replicate(self.layers, earlier[k]) for k in range(len(pieces) - 1)]
         self._cache = runs = list(zip([self.layers, *self._twins], pieces, strict=True))
         outputs = run_side_by_side([partial(_forward, layers, x[p]) for layers, p in runs])
