@@ -72,13 +72,12 @@ GEMM_SIZE, GEMM_REPEATS = 1024, 10
 TOLERANCE = 1e-3  # max |convlens − torch| over logits and gradients before timing
 # After a call returns, OpenBLAS (NumPy) keeps a worker thread spinning for ~0.1 s and
 # torch's OpenMP threads for ~0.01 s; on a 2-core machine that spinning halves the other
-# framework's speed. So every timed call comes after a sleep this long (the other side goes
-# idle) and then one untimed call (its own threads wake up: waking a sleeping thread can cost
-# milliseconds on a VM, which a training loop running step after step never pays).
+# framework's speed. So each repeat starts with a sleep this long (the other side goes idle)
+# and then untimed calls for WARM_S (its own threads wake up: after a sleep this VM runs two
+# threads slowly for ~50 ms, e.g. an MNIST-net step split over two threads takes 9.4 ms right
+# after it and 5.8 ms from the 8th step on, which a training loop never pays); then it times
+# RUN_LENGTH calls in a row.
 SETTLE_S = 0.15
-# After the sleep, this VM runs two threads slowly for ~50 ms (measured: an MNIST-net step
-# split over two threads takes 9.4 ms right after a 0.15 s sleep, 5.8 ms from the 8th step
-# on), so each repeat first runs untimed calls for WARM_S, then times RUN_LENGTH in a row.
 WARM_S = 0.1
 RUN_LENGTH = 4
 MEMORY_STEPS = 2  # convlens training steps traced for the peak memory
@@ -226,12 +225,17 @@ def torch_step(
 
 # -- measuring ---------------------------------------------------------------------------
 def timeit_pair(
-    fn_a: Step, fn_b: Step, repeats: int, settle_s: float = SETTLE_S, run: int = RUN_LENGTH
+    fn_a: Step,
+    fn_b: Step,
+    repeats: int,
+    settle_s: float = SETTLE_S,
+    warm_s: float = WARM_S,
+    run: int = RUN_LENGTH,
 ) -> tuple[list[float], list[float]]:
     """Milliseconds per call of each, interleaved; who goes first alternates every repeat.
 
     Each repeat of a framework is a ``settle_s`` sleep, so the other framework's idle
-    threads have stopped spinning, untimed calls for ``WARM_S``, so its own threads are
+    threads have stopped spinning, untimed calls for ``warm_s``, so its own threads are
     awake, then ``run`` timed calls back to back: the steady state of a loop running one
     framework alone (see ``SETTLE_S``). Every timed call is one sample.
     """
@@ -239,7 +243,7 @@ def timeit_pair(
     for i in range(repeats):
         for k in (0, 1) if i % 2 == 0 else (1, 0):
             time.sleep(settle_s)
-            warm_until = time.perf_counter() + WARM_S
+            warm_until = time.perf_counter() + warm_s
             while time.perf_counter() < warm_until:
                 fns[k]()
             for _ in range(run):
