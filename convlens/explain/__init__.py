@@ -9,6 +9,6 @@ Arrays travel as ``{"shape": [...], "data": base64 of little-endian float32}`` (
 :func:`encode`), which a browser turns into a ``Float32Array`` without parsing text.
 """
 
-from .trace import decode, describe, encode, explain_value, trace
+from .trace import decode, describe, encode, explain_parameter, explain_value, trace
 
-__all__ = ["decode", "describe", "encode", "explain_value", "trace"]
+__all__ = ["decode", "describe", "encode", "explain_parameter", "explain_value", "trace"]

@@ -150,6 +150,35 @@ def explain_value(
     return chosen.explain_gradient(x, gradient, index)
 
 
+def explain_parameter(
+    model: nn.Sequential,
+    image: np.ndarray,
+    layer: int,
+    parameter: str,
+    index: list[int],
+    target: int,
+) -> dict[str, Any]:
+    """How the per-image gradient ``dL/dθ[index]`` of one parameter value was computed.
+
+    ``parameter`` is ``"weight"`` or ``"bias"`` of layer ``layer``, ``index`` an index into
+    the stored tensor (a conv weight ``[o, c, a, b]`` even in convolution mode), and L the
+    cross-entropy loss of class ``target`` for this one image. For a conv weight: the input
+    correlated with δ over every output position; for a dense weight ``x[j]·δ[i]``; for a
+    bias ``Σ δ`` (see each layer's ``explain_parameter_gradient``).
+    """
+    if not 0 <= layer < len(model.layers):
+        raise ValueError(f"layer {layer} does not exist: the model has {len(model.layers)} layers")
+    chosen = model.layers[layer]
+    parameters = dict(chosen.named_parameters())
+    if parameter not in parameters:
+        has = " and ".join(parameters) or "no parameters"
+        raise ValueError(f"layer {layer}, {chosen!r}, has no {parameter!r}: it has {has}")
+    index = _checked_index(index, parameters[parameter].shape, f"layer {layer}'s {parameter}")
+    activations = forward_all(model, image)
+    gradient = backward_all(model, activations, target)[layer + 1]
+    return chosen.explain_parameter_gradient(activations[layer], gradient, parameter, index)
+
+
 # -- the passes ----------------------------------------------------------------------------
 def forward_all(model: nn.Sequential, image: np.ndarray) -> list[np.ndarray]:
     """``[input, output of layer 0, output of layer 1, ...]`` for one image, in eval mode."""

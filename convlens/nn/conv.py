@@ -596,6 +596,51 @@ class Conv2D(Layer):
             "value": float(sums.sum()),
         }
 
+    def explain_parameter_gradient(
+        self, x: np.ndarray, dy: np.ndarray, parameter: str, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """``dL/dW[o, c, a, b]`` of one sample as the input correlated with δ, or ``dL/db[o]``.
+
+        The stored weight ``W[o, c, a, b]`` is the effective kernel's tap ``(ta, tb)`` (the
+        same, or rotated 180° in convolution mode), and that tap reads
+        ``xp[c, i·s + ta·d, j·s + tb·d]`` for every output position (i, j). So
+        ``dL/dW[o, c, a, b] = Σ_{i,j} δ[o, i, j] · xp[c, i·s + ta·d, j·s + tb·d]``:
+        ``inputs`` holds those input values on the output grid (``rows``/``cols`` are the
+        input positions; outside the image they are padding, 0, ``False`` in ``inside``),
+        ``deltas`` is δ[o], ``products`` their product. A bias adds to every output of its
+        channel, so ``dL/db[o] = Σ_{i,j} δ[o, i, j]``.
+        """
+        o = int(index[0])
+        deltas = dy[o]  # (H', W')
+        found = {"operation": self.operation, "parameter": parameter, "index": list(index)}
+        if parameter == "bias":
+            return {**found, "deltas": deltas.tolist(), "value": float(deltas.sum(dtype=float))}
+        c, a, b = (int(v) for v in index[1:])
+        kh, kw = self.kernel_size
+        ta, tb = (a, b) if self.mode == "correlation" else (kh - 1 - a, kw - 1 - b)
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        (top, _), (left, _) = self.padding2d
+        rows = [i * sh + ta * dh - top for i in range(deltas.shape[0])]
+        cols = [j * sw + tb * dw - left for j in range(deltas.shape[1])]
+        window, inside = gather(x[c : c + 1], rows, cols)
+        inputs = window[0]  # (H', W'): what tap (ta, tb) read for each output
+        products = inputs.astype(float) * deltas
+        return {
+            **found,
+            "tap": [ta, tb],
+            "stride": list(self.stride),
+            "dilation": list(self.dilation),
+            "padding": [list(p) for p in self.padding2d],
+            "mode": self.mode,
+            "rows": rows,
+            "cols": cols,
+            "inside": inside.tolist(),
+            "inputs": inputs.tolist(),
+            "deltas": deltas.tolist(),
+            "products": products.tolist(),
+            "value": float(products.sum()),
+        }
+
     def __repr__(self) -> str:
         extras = [f"kernel={show(self.kernel_size)}"]
         if self.stride != (1, 1):

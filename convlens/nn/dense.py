@@ -152,6 +152,22 @@ class Dense(Layer):
             "value": float(products.sum()),
         }
 
+    def explain_parameter_gradient(
+        self, x: np.ndarray, dy: np.ndarray, parameter: str, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """For one sample, ``dL/dW[i, j] = x[j] · δ[i]`` and ``dL/db[i] = δ[i]``."""
+        i = int(index[0])
+        found = {"operation": self.operation, "parameter": parameter, "index": list(index)}
+        if parameter == "bias":
+            return {**found, "delta": float(dy[i]), "value": float(dy[i])}
+        j = int(index[1])
+        return {
+            **found,
+            "input": float(x[j]),
+            "delta": float(dy[i]),
+            "value": float(np.float64(x[j]) * np.float64(dy[i])),
+        }
+
     def _check_features(self, shape: tuple[int, ...]) -> None:
         if shape != (self.in_features,):
             raise ValueError(

@@ -90,6 +90,27 @@ class Layer:
         dx = self.backward(dy[None])[0]
         return {"operation": self.operation, "index": list(index), "value": float(dx[index])}
 
+    def explain_parameter_gradient(
+        self, x: np.ndarray, dy: np.ndarray, parameter: str, index: tuple[int, ...]
+    ) -> dict[str, Any]:
+        """How ``dL/dθ[index]`` of parameter ``parameter`` comes from one sample ``x`` and
+        ``dy = dL/dy``; ``index`` is into the stored tensor (``.data``).
+
+        Plain data like :meth:`explain`; this default gives only the value, from backward.
+        """
+        p = dict(self.named_parameters())[parameter]
+        saved = p.grad.copy()
+        p.zero_grad()
+        self.forward(x[None])
+        self.backward_parameters(dy[None])
+        value, p.grad = float(p.grad[index]), saved
+        return {
+            "operation": self.operation,
+            "parameter": parameter,
+            "index": list(index),
+            "value": value,
+        }
+
     def explain_state(self) -> dict[str, np.ndarray]:
         """Arrays from the last forward that a view needs beyond the output (e.g. a pool's mask)."""
         return {}
