@@ -127,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model} has no input shape: save it with input_shape=(C, H, W)")
     folder = args.samples or _picture_folder_beside(args.model)
     samples = folder_samples(folder, model) if folder else bundled_samples(model)
-    app = create_app(model, samples)
+    app = create_app(model, samples, **({"save_dir": args.save_dir} if args.save_dir else {}))
     with socket.socket() as probe:  # a busy port: one clear line instead of uvicorn's traceback
         try:
             probe.bind((args.host, args.port))
@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     serve.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    serve.add_argument("--save-dir", default=None,
+                       help="where training sessions keep trained models "
+                       "(default: ./convlens-models/)")  # fmt: skip
     serve.set_defaults(run=_serve)
 
     tfjs = commands.add_parser(

@@ -10,7 +10,7 @@
 """
 
 from convlens.data.catalog import DATASETS, DatasetInfo, dataset_info
-from convlens.data.datasets import load_dataset
+from convlens.data.datasets import is_downloaded, load_dataset
 from convlens.data.images import ImageError, load_image
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "DatasetInfo",
     "ImageError",
     "dataset_info",
+    "is_downloaded",
     "load_dataset",
     "load_image",
 ]

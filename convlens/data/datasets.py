@@ -103,6 +103,18 @@ def _load_uint8(
     return x, y
 
 
+def is_downloaded(
+    name: str, split: str = "train", cache_dir: str | os.PathLike | None = None
+) -> bool:
+    """Whether :func:`load_dataset` can give this split without the network: the bundled
+    digits always, a download once its decoded arrays are in the cache."""
+    info = check_split(name, split)
+    if info.name == "mnist-bundled":
+        return True
+    folder = sources.cache_root(cache_dir) / info.name
+    return _load_decoded(_decoded_path(info.name, split, folder), info) is not None
+
+
 def load_dataset(
     name: str,
     split: str = "train",

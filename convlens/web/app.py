@@ -8,6 +8,7 @@ Routes (all JSON; arrays as ``{"shape", "data"}`` base64 float32, see :func:`enc
 ``POST /api/explain``  the computation behind one value (forward, or its gradient)
 ``POST /api/upload``   a picture file, preprocessed to the model's input
 ``POST /api/sandbox``  a small convolution with chosen hyperparameters, run by the engine
+``/api/training/...``  live training sessions on copies of the model (see :mod:`.training`)
 
 Bad input gets a 4xx answer with a ``detail`` sentence; the server stays up. The model is
 shared, so requests run one at a time through a lock (the layers keep per-call caches).
@@ -16,9 +17,11 @@ shared, so requests run one at a time through a lock (the layers keep per-call c
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request, UploadFile
@@ -28,24 +31,33 @@ from pydantic import BaseModel, Field
 
 from convlens import nn
 from convlens.data import ImageError, load_image
-from convlens.explain import decode, describe, encode, explain_value, trace
-from convlens.nn.conv import effective_kernel
+from convlens.explain import decode, describe, encode, explain_parameter, explain_value, trace
+from convlens.explain.sandbox import sandbox
+from convlens.train.session import DEFAULT_SAVE_DIR, Sessions
+
+from .training import add_training_routes
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 STATIC = Path(str(files("convlens.web") / "static"))
 
 
 class ImageRequest(BaseModel):
-    """An image given inline (``image``) or as the number of a sample (``sample``)."""
+    """An image given inline (``image``) or as the number of a sample (``sample``); with
+    ``training``, computed with that training session's current weights."""
 
     image: dict[str, Any] | None = None
     sample: int | None = None
     target: int | None = None
+    training: str | None = None
 
 
 class ExplainRequest(ImageRequest):
+    """One value of ``layer`` at ``index``: its output (no target), the gradient at its input
+    (a target), or with ``parameter`` the gradient of that parameter's value at ``index``."""
+
     layer: int
     index: list[int]
+    parameter: Literal["weight", "bias"] | None = None
 
 
 class SandboxRequest(BaseModel):
@@ -56,16 +68,34 @@ class SandboxRequest(BaseModel):
     padding: str | int | list[int] | list[list[int]] = 0
     anchor: list[int] | None = None
     mode: str = "correlation"
+    #: the backward pass too: δ = 1 at one output cell [i, j], or "ones" everywhere
+    delta: list[int] | Literal["ones"] | None = None
 
 
 def create_app(
-    model: nn.Sequential, samples: list[tuple[np.ndarray, str]] | None = None
+    model: nn.Sequential,
+    samples: list[tuple[np.ndarray, str]] | None = None,
+    save_dir: str | Path = DEFAULT_SAVE_DIR,
 ) -> FastAPI:
-    """The explainer for ``model`` (with ``input_shape``), with ``(image, label)`` samples."""
+    """The explainer for ``model`` (with ``input_shape``), with ``(image, label)`` samples.
+
+    Training sessions train copies of ``model`` and keep them as files in ``save_dir``.
+    """
     description = describe(model)  # also checks that the model has an input shape
     samples = samples or []
     lock = threading.Lock()
     app = FastAPI(title="convlens explainer", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    sessions = app.state.sessions = Sessions(model, save_dir)
+
+    @contextmanager
+    def model_for(request: ImageRequest) -> Iterator[nn.Sequential]:
+        """The served model, or a training session's current copy, held for this request."""
+        if request.training is None:
+            with lock:
+                yield model
+        else:
+            with sessions.get(request.training).holding() as trained:
+                yield trained
 
     def image_of(request: ImageRequest) -> np.ndarray:
         if request.sample is not None:
@@ -96,14 +126,20 @@ def create_app(
     @app.post("/api/trace")
     def post_trace(request: ImageRequest) -> dict[str, Any]:
         image = image_of(request)
-        with lock:
-            return trace(model, image, request.target)
+        with model_for(request) as chosen:
+            return trace(chosen, image, request.target)
 
     @app.post("/api/explain")
     def post_explain(request: ExplainRequest) -> dict[str, Any]:
         image = image_of(request)
-        with lock:
-            return explain_value(model, image, request.layer, request.index, request.target)
+        with model_for(request) as chosen:
+            if request.parameter is None:
+                return explain_value(chosen, image, request.layer, request.index, request.target)
+            if request.target is None:
+                raise ValueError("a parameter's gradient needs a 'target' class for the loss")
+            return explain_parameter(
+                chosen, image, request.layer, request.parameter, request.index, request.target
+            )
 
     @app.post("/api/upload")
     async def post_upload(file: UploadFile) -> dict[str, Any]:
@@ -118,7 +154,24 @@ def create_app(
 
     @app.post("/api/sandbox")
     def post_sandbox(request: SandboxRequest) -> dict[str, Any]:
-        return sandbox(request)
+        padding = request.padding
+        if isinstance(padding, list):
+            padding = tuple(tuple(p) if isinstance(p, list) else p for p in padding)
+        H, W = request.input_size
+        if not (1 <= H <= 32 and 1 <= W <= 32):
+            raise ValueError(f"the sandbox input must be 1 to 32 pixels per side, got {H}x{W}")
+        return sandbox(
+            (H, W),
+            tuple(request.kernel_size),
+            tuple(request.stride),
+            padding,
+            tuple(request.dilation),
+            None if request.anchor is None else tuple(request.anchor),
+            request.mode,
+            request.delta,
+        )
+
+    add_training_routes(app, sessions)
 
     @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def unknown_api(path: str) -> None:
@@ -126,35 +179,3 @@ def create_app(
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app
-
-
-def sandbox(request: SandboxRequest) -> dict[str, Any]:
-    """Run one convolution of a small numbered input with a numbered kernel, by the engine.
-
-    Invalid settings raise the engine's own ValueError, which explains them.
-    """
-    H, W = request.input_size
-    if not (1 <= H <= 32 and 1 <= W <= 32):
-        raise ValueError(f"the sandbox input must be 1 to 32 pixels per side, got {H}x{W}")
-    padding = request.padding
-    if isinstance(padding, list):
-        padding = tuple(tuple(p) if isinstance(p, list) else p for p in padding)
-    anchor = None if request.anchor is None else tuple(request.anchor)
-    conv = nn.Conv2D(
-        1, 1, tuple(request.kernel_size), tuple(request.stride), padding,
-        tuple(request.dilation), anchor, request.mode, bias=False,
-    )  # fmt: skip
-    kh, kw = conv.kernel_size
-    # small integers so that every product can be checked by hand
-    conv.weight.data = (np.arange(kh * kw) % 3 - 1).reshape(1, 1, kh, kw).astype(np.float32)
-    x = ((np.arange(H * W) * 7) % 10).reshape(1, 1, H, W).astype(np.float32)
-    y = conv.forward(x)
-    return {
-        "padding": [list(p) for p in conv.padding2d],
-        "anchor": list(conv.anchor),
-        "output_size": list(y.shape[2:]),
-        "input": x[0, 0].tolist(),
-        "kernel": conv.weight.data[0, 0].tolist(),
-        "effective_kernel": effective_kernel(conv.weight.data, conv.mode)[0, 0].tolist(),
-        "output": y[0, 0].tolist(),
-    }
