@@ -210,9 +210,6 @@ class TrainingSession:
             with self._lock:
                 if self.error is not None or not self._step():
                     break
-        with self._lock:
-            if self.steps and (not self.validation or self.validation[-1]["step"] != self.steps):
-                self._validate()
         return self.state()
 
     def run(self) -> dict[str, Any]:
