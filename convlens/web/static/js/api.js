@@ -50,9 +50,12 @@ export const api = {
   })),
   /** image: a sample id or {shape, data}; target: a class index or null. */
   trace: (image, target = null) => call('POST', '/api/trace', { ...imageBody(image), target }),
-  /** The computation behind one value (target null: forward; else its gradient). */
-  explain: (image, layer, index, target = null) => call('POST', '/api/explain', {
-    ...imageBody(image), layer, index, target,
+  /**
+   * The computation behind one value (target null: forward; else its gradient); with
+   * `parameter` ('weight' or 'bias', needs a target) the gradient of that parameter at `index`.
+   */
+  explain: (image, layer, index, target = null, parameter = null) => call('POST', '/api/explain', {
+    ...imageBody(image), layer, index, target, ...(parameter ? { parameter } : {}),
   }),
   upload: async (file) => {
     const form = new FormData();
