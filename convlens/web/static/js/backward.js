@@ -1,11 +1,14 @@
 // The backward pass: pick a target class, see the loss and p − y at the scores, then
 // dL/d(every layer's output) from the scores back to the image. Clicking a value of a
 // gradient map asks the layer that consumes it how it computed that value
-// (POST /api/explain with a target), drawn by backward-detail.js.
+// (POST /api/explain with a target), drawn by backward-detail.js. A convolution's input
+// gradient slides: the rotated kernel moves over δ̃ (play / step / hover) with the forward
+// view's scanner, and below it any weight's or bias's own gradient is shown number by number.
 import { api } from './api.js';
 import { colourLimit, fmt, legend, paintValues } from './colors.js';
 import { dL, escape, h, math, mn, shapeText } from './backward-ui.js';
 import { renderDetail } from './backward-detail.js';
+import { scanner } from './forward-scan.js';
 
 /** How a gradient of `shape` is laid out: channels of rows × cols (vectors wrap at 64). */
 function mapLayout(shape) {
@@ -54,8 +57,10 @@ export function mount(element, store) {
   picker.addEventListener('change', () => retarget(Number(picker.value)));
 
   let lastImage;
-  let selection = null; // {tensor, channel, row, col, layer, index}
+  let selection = null; // {tensor, channel, row, col, layer, index, moveCursor}
   let explainSeq = 0;
+  let scan = null; // the sliding rotated kernel of a convolution's input gradient
+  const memories = new Map(); // per gradient map: scan position, playing, chosen parameter
   const model = () => store.get('model');
   // The gradient at the class scores: the last output, or the input of a final softmax.
   const scoresTensor = () => model().layers.length - (model().ends_with_softmax ? 2 : 1);
@@ -84,6 +89,9 @@ export function mount(element, store) {
     if (store.get('image') !== lastImage) {
       lastImage = store.get('image');
       selection = null;
+      scan?.destroy();
+      scan = null;
+      memories.clear();
     }
     // store.show already traced with the sample's label (or the current target); only an
     // image without any target yet needs a second trace, for its predicted class
@@ -228,16 +236,21 @@ export function mount(element, store) {
       canvas.parentElement.classList.add('selected');
       selection = {
         tensor: t, channel: c, row: at.row, col: at.col, layer: t + 1,
-        index: layout.vector ? [flat] : [c, at.row, at.col],
+        index: layout.vector ? [flat] : [c, at.row, at.col], moveCursor,
       };
       explain();
     };
     Object.assign(canvas, { tabIndex: 0 });
     canvas.setAttribute('role', 'button');
     canvas.setAttribute('aria-label', `gradient map ${t < 0 ? 'of the input image' : `after layer ${t}`}, channel ${c}: arrow keys move, Enter explains`);
+    const moveCursor = (row, col) => {
+      Object.assign(at, { row, col });
+      place();
+    };
     if (chosen) {
       canvas.parentElement.classList.add('selected');
       place();
+      selection.moveCursor = moveCursor;
     }
     canvas.addEventListener('click', (event) => {
       at.row = Math.min(layout.rows - 1, Math.floor((event.offsetY / canvas.clientHeight) * layout.rows));
@@ -262,19 +275,53 @@ export function mount(element, store) {
     });
   }
 
+  /** Per gradient map: what the detail remembers across re-renders and re-traces. */
+  function memoryOf({ tensor, channel }) {
+    const key = `${tensor}:${channel}`;
+    if (!memories.has(key)) memories.set(key, {});
+    return memories.get(key);
+  }
+
   async function explain() {
     const seq = ++explainSeq;
+    scan?.destroy();
+    scan = null;
     const { layer, index } = selection;
+    if (model().layers[layer].operation === 'convolution' && index.length === 3) return slide();
     pane.classList.add('busy');
+    const memory = memoryOf(selection);
     try {
       const payload = await api.explain(store.get('image'), layer, index, store.get('target'));
       if (seq !== explainSeq) return;
-      pane.replaceChildren(renderDetail(payload, { model: model(), trace: store.get('trace'), layer }));
+      pane.replaceChildren(renderDetail(payload, { model: model(), trace: store.get('trace'), layer, store, memory }));
     } catch (error) {
       if (seq !== explainSeq) return;
       pane.replaceChildren(h('p', { class: 'bw-error', role: 'alert' }, `This value could not be explained: ${error.message}`));
     } finally {
       if (seq === explainSeq) pane.classList.remove('busy');
     }
+  }
+
+  /**
+   * dL/dx of a convolution: the forward view's scanner moves the rotated kernel over δ̃,
+   * one input position at a time (play / step / hover), each position explained by the engine.
+   */
+  function slide() {
+    const { layer, channel, tensor } = selection;
+    const [, rows, cols] = model().layers[layer].input_shape;
+    const memory = memoryOf(selection);
+    memory.position = [selection.row, selection.col];
+    pane.classList.add('busy');
+    const current = scanner({
+      store, layer, channel, rows, cols, memory, target: store.get('target'),
+      show: (payload, [i, j]) => {
+        if (scan !== current || !selection || selection.tensor !== tensor || selection.channel !== channel) return;
+        Object.assign(selection, { row: i, col: j, index: [channel, i, j] });
+        selection.moveCursor?.(i, j);
+        pane.replaceChildren(renderDetail(payload, { model: model(), trace: store.get('trace'), layer, store, memory, scan: current }));
+      },
+    });
+    scan = current;
+    current.ready.finally(() => { if (scan === current) pane.classList.remove('busy'); });
   }
 }

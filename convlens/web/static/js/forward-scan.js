@@ -1,5 +1,5 @@
 // Sliding over an output map: the current position, play / pause / step, and the engine's
-// explanation of the value there (fetched once per position and image, then cached).
+// explanation of the value there (fetched once per position and trace, then cached).
 import { api } from './api.js';
 import { showError } from './state.js';
 import { h } from './forward-maps.js';
@@ -7,18 +7,23 @@ import { h } from './forward-maps.js';
 const STEP_MS = 450; // one position per step while playing
 const SETTLE_MS = 60; // a hovered position is fetched once the pointer rests this long
 
-let cachedImage = null; // a sample number or an array: a new one empties the cache
+// the trace the cached explanations belong to: a new one (another image, another target,
+// a training session's newer weights) empties the cache
+let cachedTrace = null;
 const cache = new Map();
 
-/** The engine's explanation of value `index` of layer `layer` for the shown image (cached). */
-export function explainCached(store, layer, index) {
-  if (store.get('image') !== cachedImage) {
+/**
+ * The engine's explanation of value `index` of layer `layer` for the shown image (cached);
+ * with a `target` class, of the gradient at the layer's input instead.
+ */
+export function explainCached(store, layer, index, target = null) {
+  if (store.get('trace') !== cachedTrace) {
     cache.clear();
-    cachedImage = store.get('image');
+    cachedTrace = store.get('trace');
   }
-  const key = `${layer}:${index.join(',')}`;
+  const key = `${layer}:${index.join(',')}:${target}`;
   if (!cache.has(key)) {
-    const request = api.explain(store.get('image'), layer, index);
+    const request = api.explain(store.get('image'), layer, index, target);
     request.catch(() => cache.delete(key));
     cache.set(key, request);
   }
@@ -26,12 +31,13 @@ export function explainCached(store, layer, index) {
 }
 
 /**
- * A scanner over an `rows` × `cols` output map of `layer`'s channel `channel`.
+ * A scanner over an `rows` × `cols` output map of `layer`'s channel `channel` (with a
+ * `target` class: over the map of the gradient at its input, channel `channel`).
  * `memory` keeps the position and the playing state across re-renders; `show(payload, [i, j])`
  * draws an explanation. Returns {controls, hover, position, destroy, ready}; `ready` settles
  * once the first explanation is drawn.
  */
-export function scanner({ store, layer, channel, rows, cols, memory, show }) {
+export function scanner({ store, layer, channel, rows, cols, memory, show, target = null }) {
   let timer = null;
   let settle = null;
   let alive = true;
@@ -44,7 +50,7 @@ export function scanner({ store, layer, channel, rows, cols, memory, show }) {
   const fetchAndShow = async () => {
     const [i, j] = memory.position;
     try {
-      const payload = await explainCached(store, layer, [channel, i, j]);
+      const payload = await explainCached(store, layer, [channel, i, j], target);
       if (alive && memory.position[0] === i && memory.position[1] === j) show(payload, [i, j]);
     } catch (error) {
       if (alive) showError(`the value at (${i}, ${j}) could not be explained: ${error.message}`);
