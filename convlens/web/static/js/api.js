@@ -43,24 +43,51 @@ function imageBody(image) {
   return typeof image === 'number' ? { sample: image } : { image: encodeArray(image) };
 }
 
+let training = null; // the live training session every trace and explain uses, or null
+
+/** From now on, compute every trace and explain with session `id`'s current weights (null: the served model). */
+export function setTraining(id) {
+  training = id;
+}
+
+/** `body` plus the training session, when there is one. */
+const withTraining = (body) => (training ? { ...body, training } : body);
+
 export const api = {
   model: () => call('GET', '/api/model'),
   samples: async () => (await call('GET', '/api/samples')).samples.map((s) => ({
     ...s, image: decodeArray(s.image),
   })),
   /** image: a sample id or {shape, data}; target: a class index or null. */
-  trace: (image, target = null) => call('POST', '/api/trace', { ...imageBody(image), target }),
+  trace: (image, target = null) => call('POST', '/api/trace', withTraining({ ...imageBody(image), target })),
   /**
    * The computation behind one value (target null: forward; else its gradient); with
    * `parameter` ('weight' or 'bias', needs a target) the gradient of that parameter at `index`.
    */
-  explain: (image, layer, index, target = null, parameter = null) => call('POST', '/api/explain', {
+  explain: (image, layer, index, target = null, parameter = null) => call('POST', '/api/explain', withTraining({
     ...imageBody(image), layer, index, target, ...(parameter ? { parameter } : {}),
-  }),
+  })),
   upload: async (file) => {
     const form = new FormData();
     form.append('file', file);
     return decodeArray((await call('POST', '/api/upload', form)).image);
   },
   sandbox: (settings) => call('POST', '/api/sandbox', settings),
+  /** Live training sessions on a copy of the model (the served model never changes). */
+  training: {
+    options: () => call('GET', '/api/training'),
+    start: (settings) => call('POST', '/api/training', settings),
+    /** The session's state; with `since`, only the history after that step. */
+    state: (id, since = null) => call('GET', `/api/training/${id}${since === null ? '' : `?since=${since}`}`),
+    step: (id, steps = 1) => call('POST', `/api/training/${id}/step`, { steps }),
+    run: (id) => call('POST', `/api/training/${id}/run`),
+    pause: (id) => call('POST', `/api/training/${id}/pause`),
+    /** How the last step changed one value: {layer, parameter, index}. */
+    update: (id, value) => call('POST', `/api/training/${id}/update`, value),
+    kernels: (id) => call('GET', `/api/training/${id}/kernels`),
+    keep: (id, name = null) => call('POST', `/api/training/${id}/keep`, name ? { name } : {}),
+    remove: (id) => call('DELETE', `/api/training/${id}`),
+    /** End a session as the page goes away (the request outlives the page). */
+    leave: (id) => fetch(`/api/training/${id}`, { method: 'DELETE', keepalive: true }).catch(() => {}),
+  },
 };
