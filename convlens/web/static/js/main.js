@@ -6,6 +6,7 @@ import * as overview from './overview.js';
 import * as detail from './detail.js';
 import * as backward from './backward.js';
 import * as sandbox from './sandbox.js';
+import * as training from './training.js';
 
 async function loadArticle() {
   const container = document.getElementById('article-container');
@@ -29,6 +30,7 @@ async function boot() {
   detail.mount(document.getElementById('detail'), store);
   backward.mount(document.getElementById('backward'), store);
   sandbox.mount(document.getElementById('sandbox'), store);
+  const trainingReady = training.mount(document.getElementById('training'), store);
   store.subscribe('trace', (trace) => {
     const best = trace.prediction;
     document.getElementById('prediction').textContent =
@@ -38,6 +40,7 @@ async function boot() {
   await loadArticle();
   const samples = store.get('samples');
   if (samples.length) await store.show(0);
+  await trainingReady;
   document.body.dataset.ready = 'true'; // tests wait for this
 }
 
