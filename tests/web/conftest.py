@@ -2,6 +2,8 @@
 
 Fixtures:
 - ``server``: base URL of `convlens serve --no-browser` on a free port (the shipped model).
+- ``saving_server``: ``(url, save_dir)`` of a second such server whose training sessions keep
+  their models in a temporary folder (``--save-dir``).
 - ``browser``: Chromium from the system (`shutil.which("chromium")`), never a downloaded one.
 - ``page``: a fresh page on the server, loaded and ready (``body[data-ready]``); console
   errors and failed requests are collected and must be empty when the test ends.
@@ -58,6 +60,15 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
 def server():
     process, url = start_server()
     yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def saving_server(tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("convlens-models")
+    process, url = start_server("--save-dir", str(save_dir))
+    yield url, save_dir
     process.terminate()
     process.wait(timeout=10)
 
