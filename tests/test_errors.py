@@ -24,13 +24,14 @@ def test_kernel_larger_than_padded_input():
         (dict(stride=0), r"stride must be >= 1"),
         (dict(dilation=(1, 0)), r"dilation must be >= 1"),
         (dict(padding="half"), r"padding must be 'valid', 'same', 'full'"),
-        (dict(padding=-1), r"padding must be >= 0"),
+        (dict(padding=((1, 1), 2)), r"padding must be 'valid'.*got \(\(1, 1\), 2\)"),
+        (dict(kernel_size=(2.7, 3)), r"kernel_size must be an int or a pair .* got \(2.7, 3\)"),
         (dict(mode="conv"), r"mode must be one of"),
     ],
 )
 def test_conv_hyperparameter_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        nn.Conv2D(1, 1, 3, **kwargs)
+        nn.Conv2D(1, 1, **{"kernel_size": 3, **kwargs})
 
 
 def test_channel_and_rank_mismatch_at_forward():
@@ -69,11 +70,13 @@ def test_gradient_of_the_wrong_shape():
         conv.backward(np.zeros((1, 2, 4, 4), np.float32))
 
 
-def test_pool_padding_larger_than_half_the_kernel():
+def test_pool_padding_larger_than_half_the_kernel_or_negative():
     with pytest.raises(
         ValueError, match=r"padding \(2, 2\) must be at most half the kernel \(3, 3\)"
     ):
         nn.MaxPool2D(3, padding=2)
+    with pytest.raises(ValueError, match=r"AvgPool2D padding must be >= 0"):
+        nn.AvgPool2D(3, padding=(0, -1))
 
 
 def test_gradcheck_demands_float64():

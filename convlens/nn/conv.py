@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .layer import Layer, default_rng
-from .parameter import Parameter
+from .checks import brief, choice, flag, integer
+from .layer import Layer, default_rng, init_uniform
 from .window import (
+    PADDING_FORMS,
     Padding2D,
     PaddingSpec,
     Pair,
@@ -59,13 +60,15 @@ def resolve_padding(
     dilation: Pair = (1, 1),
     anchor: Pair | None = None,
     mode: Mode = "correlation",
+    name: str = "padding",
 ) -> Padding2D:
     """Turn any padding spec into ``((top, bottom), (left, right))``.
 
     ``"valid"`` is no padding; ``"full"`` is ``d·(k−1)`` on every side; ``"same"`` places
     the anchor element on the input pixel each output belongs to, so output (i, j) sits on
     input (i·s, j·s): for correlation ``top = ay·d, bottom = (kh−1−ay)·d``, for convolution
-    the kernel is rotated so the split is mirrored. Ints and pairs are explicit padding.
+    the kernel is rotated so the split is mirrored. Ints and pairs are explicit padding,
+    negative amounts crop. Anything else is a ValueError naming ``name``.
     """
     if isinstance(padding, str):
         if padding == "valid":
@@ -80,11 +83,8 @@ def resolve_padding(
                 before, after = a * d, (k - 1 - a) * d
                 sides.append((before, after) if mode == "correlation" else (after, before))
             return sides[0], sides[1]
-        raise ValueError(
-            f"padding must be 'valid', 'same', 'full', an int, (ph, pw) or "
-            f"((top, bottom), (left, right)); got {padding!r}"
-        )
-    return explicit_padding(padding)
+        raise ValueError(f"{name} must be {PADDING_FORMS}; got {brief(padding)}")
+    return explicit_padding(padding, name)
 
 
 def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
@@ -415,18 +415,12 @@ class Conv2D(Layer):
         *,
         rng: np.random.Generator | None = None,
     ) -> None:
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        if min(self.in_channels, self.out_channels) < 1:
-            raise ValueError(
-                f"Conv2D needs at least one input and one output channel, "
-                f"got in_channels={in_channels}, out_channels={out_channels}"
-            )
+        self.in_channels = integer(in_channels, "Conv2D in_channels", minimum=1)
+        self.out_channels = integer(out_channels, "Conv2D out_channels", minimum=1)
         self.kernel_size = pair(kernel_size, "Conv2D kernel_size")
         self.stride = pair(stride, "Conv2D stride")
         self.dilation = pair(dilation, "Conv2D dilation")
-        if mode not in MODES:
-            raise ValueError(f"Conv2D mode must be one of {MODES}, got {mode!r}")
-        self.mode: Mode = mode
+        self.mode: Mode = choice(mode, "Conv2D mode", MODES)
         kh, kw = self.kernel_size
         self.anchor = (
             default_anchor(self.kernel_size) if anchor is None else pair(anchor, "Conv2D anchor", 0)
@@ -436,19 +430,16 @@ class Conv2D(Layer):
                 f"Conv2D anchor {tuple(anchor)} lies outside the {kh}x{kw} kernel "
                 f"(rows 0..{kh - 1}, columns 0..{kw - 1})"
             )
-        self.padding = padding if isinstance(padding, str) else _as_lists(padding)
         self.padding2d = resolve_padding(
-            padding, self.kernel_size, self.dilation, self.anchor, self.mode
+            padding, self.kernel_size, self.dilation, self.anchor, self.mode, "Conv2D padding"
         )
+        self.padding = padding if isinstance(padding, str) else _as_lists(padding)
+        bias = flag(bias, "Conv2D bias")
         rng = default_rng() if rng is None else rng
-        bound = 1.0 / np.sqrt(self.in_channels * kh * kw)
+        fan_in = self.in_channels * kh * kw
         shape = (self.out_channels, self.in_channels, kh, kw)
-        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(np.float32), "weight")
-        self.bias = (
-            Parameter(rng.uniform(-bound, bound, self.out_channels).astype(np.float32), "bias")
-            if bias
-            else None
-        )
+        self.weight = init_uniform(shape, fan_in, rng, "weight", repr(self))
+        self.bias = init_uniform(shape[:1], fan_in, rng, "bias", repr(self)) if bias else None
 
     @classmethod
     def from_weights(

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .layer import Layer, default_rng
-from .parameter import Parameter
+from .checks import flag, fraction, integer
+from .layer import Layer, default_rng, init_uniform
 
 
 class Flatten(Layer):
@@ -71,20 +71,14 @@ class Dense(Layer):
         *,
         rng: np.random.Generator | None = None,
     ) -> None:
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        if min(self.in_features, self.out_features) < 1:
-            raise ValueError(
-                f"Dense needs at least one input and one output feature, "
-                f"got in_features={in_features}, out_features={out_features}"
-            )
+        self.in_features = integer(in_features, "Dense in_features", minimum=1)
+        self.out_features = integer(out_features, "Dense out_features", minimum=1)
+        bias = flag(bias, "Dense bias")
         rng = default_rng() if rng is None else rng
-        bound = 1.0 / np.sqrt(self.in_features)
         shape = (self.out_features, self.in_features)
-        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(np.float32), "weight")
+        self.weight = init_uniform(shape, self.in_features, rng, "weight", repr(self))
         self.bias = (
-            Parameter(rng.uniform(-bound, bound, self.out_features).astype(np.float32), "bias")
-            if bias
-            else None
+            init_uniform(shape[:1], self.in_features, rng, "bias", repr(self)) if bias else None
         )
 
     def config(self) -> dict[str, Any]:
@@ -193,9 +187,7 @@ class Dropout(Layer):
     operation = "dropout"
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout probability must be between 0 and 1, got {p}")
-        self.p = float(p)
+        self.p = fraction(p, "Dropout p")
         self.rng = rng
 
     def config(self) -> dict[str, Any]:

@@ -27,6 +27,15 @@ def default_rng() -> np.random.Generator:
     return _default_rng
 
 
+def init_uniform(
+    shape: tuple[int, ...], fan_in: int, rng: np.random.Generator, name: str, owner: str
+) -> Parameter:
+    """A float32 Parameter drawn from ``U(−1/√fan_in, +1/√fan_in)``, PyTorch's default
+    for convolutions and dense layers."""
+    bound = 1.0 / np.sqrt(fan_in)
+    return Parameter(rng.uniform(-bound, bound, shape).astype(np.float32), name)
+
+
 class Layer:
     """A differentiable function of a batch, with optional parameters.
 

@@ -31,7 +31,7 @@ class _Pool2D(Layer):
     def __init__(
         self, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0
     ) -> None:
-        name = type(self).__name__
+        name = type(self).__name__  # MaxPool2D or AvgPool2D, in messages
         self.kernel_size = pair(kernel_size, f"{name} kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, f"{name} stride")
         self.padding = pair(padding, f"{name} padding", minimum=0)
@@ -52,6 +52,8 @@ class _Pool2D(Layer):
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self!r}: expected input (C, H, W), got shape {tuple(input_shape)}")
         C, H, W = input_shape
         return (C, *self._out_size((H, W)))
 

@@ -6,25 +6,28 @@ Sizes are per axis (rows, columns). Padding is always resolved to
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
+
+from .checks import brief, integer, is_integer
 
 Pair: TypeAlias = tuple[int, int]
 Padding2D: TypeAlias = tuple[Pair, Pair]
 PaddingSpec: TypeAlias = int | tuple | str
 
 
-def pair(value: int | tuple[int, int] | list[int], name: str, minimum: int = 1) -> Pair:
-    """``3 -> (3, 3)``; ``(2, 3) -> (2, 3)``; anything below ``minimum`` is a ValueError."""
-    if isinstance(value, (int, np.integer)):
-        out = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        out = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(f"{name} must be an int or a pair (rows, columns), got {value!r}")
-    if min(out) < minimum:
-        raise ValueError(f"{name} must be >= {minimum} on both axes, got {value!r}")
+def pair(value: Any, name: str, minimum: int | None = 1) -> Pair:
+    """``3 -> (3, 3)``; ``(2, 3) -> (2, 3)``; anything else, or a value below ``minimum``
+    (``None``: no bound), is a ValueError naming ``name``."""
+    items = (value, value) if is_integer(value) else value
+    if not (isinstance(items, (tuple, list)) and len(items) == 2 and all(map(is_integer, items))):
+        raise ValueError(
+            f"{name} must be an int or a pair (rows, columns) of ints, got {brief(value)}"
+        )
+    out = (int(items[0]), int(items[1]))
+    if minimum is not None and min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum} on both axes, got {brief(value)}")
     return out
 
 
@@ -33,15 +36,29 @@ def show(size: Pair) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def explicit_padding(padding: int | tuple | list, name: str = "padding") -> Padding2D:
-    """``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))`` as ``((t, b), (l, r))``."""
+#: Every way to write padding, for error messages.
+PADDING_FORMS = "'valid', 'same', 'full', an int, (ph, pw) or ((top, bottom), (left, right))"
+
+
+def explicit_padding(padding: Any, name: str = "padding", minimum: int | None = None) -> Padding2D:
+    """``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))`` as ``((t, b), (l, r))``.
+
+    Every amount is an integer, and may be negative (it crops) unless ``minimum`` says
+    otherwise. Anything else, a mix of the forms such as ``((1, 1), 2)`` included, is a
+    ValueError naming ``name``.
+    """
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        rows, cols = padding
-        if isinstance(rows, (tuple, list)) and isinstance(cols, (tuple, list)):
-            (t, b), (l, r) = pair(rows, name, 0), pair(cols, name, 0)
+        nested = [isinstance(side, (tuple, list)) for side in padding]
+        if all(nested):
+            (t, b), (l, r) = pair(padding[0], name, minimum), pair(padding[1], name, minimum)
             return (t, b), (l, r)
-    ph, pw = pair(padding, name, minimum=0)
-    return (ph, ph), (pw, pw)
+        if not any(nested):
+            ph, pw = pair(padding, name, minimum)
+            return (ph, ph), (pw, pw)
+    elif is_integer(padding):
+        p = integer(padding, name, minimum)
+        return (p, p), (p, p)
+    raise ValueError(f"{name} must be {PADDING_FORMS}; got {brief(padding)}")
 
 
 def conv_output_size(
@@ -50,18 +67,23 @@ def conv_output_size(
     """Output size ``⌊(H + top + bottom − d·(k−1) − 1) / s⌋ + 1`` per axis.
 
     Raises a ValueError naming every size involved when the dilated kernel does not
-    fit in the padded input.
+    fit in the padded input, or when a negative padding crops more than the input holds.
     """
     out = []
-    for axis in range(2):
+    for axis, lines in enumerate(("rows", "columns")):
         padded = size[axis] + sum(padding[axis])
         span = dilation[axis] * (kernel[axis] - 1) + 1
+        if -min(padding[axis]) > size[axis]:
+            raise ValueError(
+                f"{who}: padding {padding} crops {-min(padding[axis])} {lines} from one side, "
+                f"but the input is only {size[0]}x{size[1]}"
+            )
         if padded < span:
             raise ValueError(
                 f"{who}: the kernel {kernel[0]}x{kernel[1]} with dilation "
-                f"{dilation[0]}x{dilation[1]} spans {span} {('rows', 'columns')[axis]}, "
+                f"{dilation[0]}x{dilation[1]} spans {span} {lines}, "
                 f"but the input is only {size[0]}x{size[1]} and "
-                f"{padded} {('rows', 'columns')[axis]} after padding {padding} "
+                f"{padded} {lines} after padding {padding} "
                 f"(stride {stride[0]}x{stride[1]})"
             )
         out.append((padded - span) // stride[axis] + 1)
