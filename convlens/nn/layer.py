@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from math import prod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,11 +30,39 @@ def default_rng() -> np.random.Generator:
     return _default_rng
 
 
+#: Parameter values that layers created now may still allocate (a one-item list, so that
+#: each allocation can count down); None: no limit. Set by :func:`parameter_budget`.
+_budget: ContextVar[list[int] | None] = ContextVar("parameter_budget", default=None)
+
+
+@contextmanager
+def parameter_budget(values: int) -> Iterator[None]:
+    """Within this block, new layers allocate at most ``values`` parameter values in all.
+
+    A layer that would need more raises a ValueError *before* allocating anything.
+    :func:`convlens.nn.load` builds a file's architecture under a budget, so that a header
+    such as ``Dense(10**6, 10**6)`` is refused instead of allocated.
+    """
+    token = _budget.set([values])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
 def init_uniform(
     shape: tuple[int, ...], fan_in: int, rng: np.random.Generator, name: str, owner: str
 ) -> Parameter:
     """A float32 Parameter drawn from ``U(−1/√fan_in, +1/√fan_in)``, PyTorch's default
-    for convolutions and dense layers."""
+    for convolutions and dense layers; counted against the :func:`parameter_budget`."""
+    count, left = prod(shape), _budget.get()
+    if left is not None:
+        if count > left[0]:
+            raise ValueError(
+                f"{owner}: its {name} {tuple(shape)} would hold {count:,} values, over the "
+                f"{left[0]:,} this model may still allocate"
+            )
+        left[0] -= count
     bound = 1.0 / np.sqrt(fan_in)
     return Parameter(rng.uniform(-bound, bound, shape).astype(np.float32), name)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .checks import integer
 from .parameter import Parameter
 
 
@@ -38,6 +39,25 @@ class Optimizer:
         """Clear every parameter's accumulated gradient."""
         for p in self.params:
             p.zero_grad()
+
+    def _restored(
+        self, arrays: dict[str, np.ndarray], prefix: str, required: bool = True
+    ) -> list[np.ndarray | None]:
+        """Copies of ``arrays[f"{prefix}.{i}"]``, one per parameter i (None where absent and
+        not ``required``); a ValueError names any array that is missing or whose shape is
+        not its parameter's — a checkpoint is a file, and files can be wrong."""
+        restored = []
+        for i, p in enumerate(self.params):
+            array = arrays.get(f"{prefix}.{i}")
+            if array is None and required:
+                raise ValueError(f"{type(self).__name__} state: array {prefix}.{i} is missing")
+            if array is not None and array.shape != p.data.shape:
+                raise ValueError(
+                    f"{type(self).__name__} state: array {prefix}.{i} has shape {array.shape}, "
+                    f"its parameter {p.data.shape}"
+                )
+            restored.append(None if array is None else array.copy())
+        return restored
 
 
 class SGD(Optimizer):
@@ -99,8 +119,7 @@ class SGD(Optimizer):
         return arrays, {}
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
-        velocity = (arrays.get(f"velocity.{i}") for i in range(len(self.params)))
-        self.velocity = [None if v is None else v.copy() for v in velocity]
+        self.velocity = self._restored(arrays, "velocity", required=False)
 
 
 class Adam(Optimizer):
@@ -160,6 +179,5 @@ class Adam(Optimizer):
         return arrays, {"t": self.t}
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
-        self.m = [arrays[f"m.{i}"].copy() for i in range(len(self.params))]
-        self.v = [arrays[f"v.{i}"].copy() for i in range(len(self.params))]
-        self.t = int(scalars["t"])
+        self.m, self.v = self._restored(arrays, "m"), self._restored(arrays, "v")
+        self.t = integer(scalars.get("t"), "Adam state t", minimum=0)

@@ -1,27 +1,47 @@
 """Sequential models and their files: safetensors weights + the architecture as JSON metadata.
 
 A model file never executes code: loading reads a JSON header and raw little-endian
-arrays, and rebuilds layers only from the known layer types by name.
+arrays, and rebuilds layers only from the known public layer types by name. A file is
+data from anywhere, so every field is checked before it is used, and anything wrong is
+one ValueError naming the field: the architecture's layer types and settings (by the
+constructors' own checks), its size (counted before any weight is allocated) and
+nesting, the input shape, the class names, the metadata, every tensor's name, shape and
+dtype (float32 or float64 only).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
+from math import prod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .layer import LAYER_TYPES, Layer
+from .checks import brief, is_integer
+from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
 from .threads import batch_pieces, run_side_by_side
 
 FORMAT_NAME = "convlens.sequential"
 FORMAT_VERSION = "1"
+#: Tensor dtypes a model file may hold, by their safetensors names.
+FILE_DTYPES = {"F32": np.dtype(np.float32), "F64": np.dtype(np.float64)}
+#: The most parameter values a file's architecture may ask for (400 MB in float32);
+#: counted layer by layer before each one allocates its weights.
+MAX_PARAMETER_VALUES = 10**8
+#: The most values one input sample may have (a 4,096 × 4,096 RGB picture has 50 M).
+MAX_INPUT_VALUES = 2**26
+#: How deep a Sequential may sit inside others in a file.
+MAX_NESTING = 8
+#: The longest JSON text a header field may hold (Tiny VGG's architecture takes 1.2 kB);
+#: it bounds the work of parsing and the number of layers a file can describe.
+MAX_FIELD_CHARS = 2**22
 
 
 def _forward(layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
@@ -227,23 +247,36 @@ class Sequential(Layer):
     ) -> Sequential:
         """Set every parameter from ``tensors`` (names as in ``named_parameters``); returns self.
 
-        Raises a ValueError naming missing, unexpected or wrongly shaped arrays.
+        Raises a ValueError naming missing, unexpected or wrongly shaped arrays, and arrays
+        that are not float32 or float64.
         """
+        self.check_tensors(tensors, origin)
+        for name, p in self.named_parameters():
+            p.data = tensors[name]
+        return self
+
+    def check_tensors(self, tensors: Mapping[str, np.ndarray], origin: str = "weights") -> None:
+        """Raise a ValueError unless ``tensors`` has exactly this model's parameter names,
+        each with its parameter's shape and a float32 or float64 dtype."""
         expected = dict(self.named_parameters())
         missing, unexpected = expected.keys() - tensors.keys(), tensors.keys() - expected.keys()
         if missing or unexpected:
             raise ValueError(
                 f"{origin}: weights do not fit the architecture "
-                f"(missing: {sorted(missing)}, unexpected: {sorted(unexpected)})"
+                f"(missing: {brief(sorted(missing))}, unexpected: {brief(sorted(unexpected))})"
             )
         for name, p in expected.items():
-            if tensors[name].shape != p.shape:
+            tensor = tensors[name]
+            if tensor.dtype not in FILE_DTYPES.values():
                 raise ValueError(
-                    f"{origin}: tensor {name!r} has shape {tensors[name].shape}, "
+                    f"{origin}: tensor {name!r} is {tensor.dtype}; weights must be float32 or "
+                    "float64"
+                )
+            if tensor.shape != p.shape:
+                raise ValueError(
+                    f"{origin}: tensor {name!r} has shape {tensor.shape}, "
                     f"but the architecture needs {p.shape}"
                 )
-            p.data = tensors[name]
-        return self
 
     def file_header(
         self,
@@ -302,7 +335,11 @@ def write_safetensors(
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Arrays and metadata of a safetensors file; clear errors for anything else."""
+    """Arrays and metadata of a safetensors file; clear errors for anything else.
+
+    Every tensor's dtype is read from the header first: anything but float32 and float64
+    (an int8 or bool tensor would compute something else) is refused before any data is.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -311,9 +348,18 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     try:
         with safe_open(path, framework="numpy") as f:
             header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            dtypes = {name: f.get_slice(name).get_dtype() for name in f.keys()}
+            foreign = {name: kind for name, kind in dtypes.items() if kind not in FILE_DTYPES}
+            tensors = {} if foreign else {name: f.get_tensor(name) for name in dtypes}
     except Exception as err:  # safetensors raises its own error types for broken files
-        raise ValueError(f"{path} is not a valid safetensors model file: {err}") from None
+        reason = " ".join(str(err).split())  # one line, whatever the library said
+        raise ValueError(f"{path} is not a valid safetensors model file: {reason}") from None
+    if foreign:
+        name, kind = sorted(foreign.items())[0]
+        raise ValueError(
+            f"{path}: tensor {brief(name)} has dtype {kind}; a model file holds float32 (F32) "
+            "or float64 (F64) tensors only"
+        )
     return tensors, header
 
 
@@ -325,8 +371,11 @@ def load(path: str | os.PathLike) -> Sequential:
     FileNotFoundError
         No such file.
     ValueError
-        Not a safetensors file (e.g. a pickle), a malformed header, an unknown layer type,
-        or weights whose names or shapes do not fit the architecture.
+        Not a safetensors file (e.g. a pickle), a malformed header, an unknown or private
+        layer type, bad layer settings, an architecture over :data:`MAX_PARAMETER_VALUES`
+        or nested deeper than :data:`MAX_NESTING`, a bad input shape, class names or
+        metadata, or weights whose names, shapes or dtypes do not fit the architecture.
+        The message is one line and names the field.
     """
     tensors, header = read_safetensors(path)
     return from_file_contents(tensors, header, str(path))
@@ -335,28 +384,147 @@ def load(path: str | os.PathLike) -> Sequential:
 def from_file_contents(
     tensors: Mapping[str, np.ndarray], header: Mapping[str, str], origin: str = "model"
 ) -> Sequential:
-    """Rebuild a model from a file's arrays and metadata (see :meth:`Sequential.file_header`)."""
+    """Rebuild a model from a file's arrays and metadata (see :meth:`Sequential.file_header`).
+
+    Each field is checked before it is used; see :func:`load` for what is refused.
+    """
     if header.get("format") != FORMAT_NAME:
         raise ValueError(f"{origin}: not a convlens model (no '{FORMAT_NAME}' format tag)")
-    try:
-        specs = json.loads(header["architecture"])
-        input_shape = json.loads(header.get("input_shape", "null"))
-        classes = json.loads(header.get("classes", "null"))
-        metadata = json.loads(header.get("metadata", "{}"))
-        model = Sequential(*(_layer_from_spec(spec) for spec in specs))
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{origin}: malformed architecture metadata ({err!r})") from None
+    if header.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ValueError(
+            f"{origin}: format version {brief(header['version'])}; this convlens reads "
+            f"version {FORMAT_VERSION}"
+        )
+    specs = _json_field(header, "architecture", origin)
+    input_shape = _input_shape(_json_field(header, "input_shape", origin, None), origin)
+    classes = _json_field(header, "classes", origin, None)
+    if classes is not None and not (
+        isinstance(classes, list) and all(isinstance(name, str) for name in classes)
+    ):
+        raise ValueError(f"{origin}: classes must be a list of names or null, got {brief(classes)}")
+    metadata = _json_field(header, "metadata", origin, {})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{origin}: metadata must be a JSON object, got {brief(metadata)}")
+    with parameter_budget(MAX_PARAMETER_VALUES):
+        model = _sequential_from_specs(specs, f"{origin}: architecture", depth=1)
     model.load_tensors(tensors, origin)
-    model.input_shape = None if input_shape is None else tuple(input_shape)
-    model.classes = classes
-    model.metadata = metadata
+    if input_shape is not None:
+        try:
+            out = model.output_shape(input_shape)
+        except ValueError as err:
+            raise ValueError(
+                f"{origin}: input_shape {list(input_shape)} does not fit: {err}"
+            ) from None
+        if classes is not None and out != (len(classes),):
+            raise ValueError(
+                f"{origin}: {len(classes)} classes, but the model's output for input_shape "
+                f"{list(input_shape)} has shape {out}"
+            )
+    model.input_shape, model.classes, model.metadata = input_shape, classes, metadata
     return model
 
 
-def _layer_from_spec(spec: dict[str, Any]) -> Layer:
-    kind = spec["type"]
-    if kind not in LAYER_TYPES:
-        raise ValueError(f"unknown layer type {kind!r}; known: {', '.join(sorted(LAYER_TYPES))}")
-    if kind == "Sequential":
-        return Sequential(*(_layer_from_spec(s) for s in spec["config"]["layers"]))
-    return LAYER_TYPES[kind](**spec["config"])
+_REQUIRED = object()  # _json_field's default: the field must be there
+
+
+def _json_field(
+    header: Mapping[str, str], field: str, origin: str, default: Any = _REQUIRED
+) -> Any:
+    """The JSON value of a header field; a one-line ValueError naming it if it is missing,
+    longer than :data:`MAX_FIELD_CHARS` or not JSON (nesting too deep to parse included)."""
+    if field not in header:
+        if default is _REQUIRED:
+            raise ValueError(f"{origin}: malformed {field} metadata (missing)")
+        return default
+    if len(header[field]) > MAX_FIELD_CHARS:
+        raise ValueError(
+            f"{origin}: malformed {field} metadata ({len(header[field]):,} characters, "
+            f"more than {MAX_FIELD_CHARS:,})"
+        )
+    try:
+        return json.loads(header[field])
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        reason = " ".join(str(err).split())
+        raise ValueError(f"{origin}: malformed {field} metadata ({reason})") from None
+
+
+def _input_shape(value: Any, origin: str) -> tuple[int, int, int] | None:
+    """``[C, H, W]`` of positive ints (at most :data:`MAX_INPUT_VALUES` values) as a tuple."""
+    if value is None:
+        return None
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(is_integer(v) and v >= 1 for v in value)
+        and prod(value) <= MAX_INPUT_VALUES
+    ):
+        raise ValueError(
+            f"{origin}: input_shape must be [C, H, W], three positive ints of at most "
+            f"{MAX_INPUT_VALUES:,} values in all, or null; got {brief(value)}"
+        )
+    return tuple(value)
+
+
+def _sequential_from_specs(specs: Any, where: str, depth: int) -> Sequential:
+    """A Sequential from a list of layer specs; ``where`` names it in error messages."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"{where}: Sequentials nest deeper than {MAX_NESTING} levels")
+    if not isinstance(specs, list):
+        raise ValueError(f"{where}: must be a list of layers, got {brief(specs)}")
+    return Sequential(
+        *(_layer_from_spec(s, f"{where}, layer {i}", depth) for i, s in enumerate(specs))
+    )
+
+
+def _layer_from_spec(spec: Any, where: str, depth: int) -> Layer:
+    """One layer from ``{"type": name, "config": {argument: value}}``."""
+    if not (isinstance(spec, dict) and "type" in spec and set(spec) <= {"type", "config"}):
+        raise ValueError(f"{where}: must be {{'type': ..., 'config': {{...}}}}, got {brief(spec)}")
+    kind, config = spec["type"], spec.get("config", {})
+    cls = loadable_layer_types().get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        known = ", ".join(sorted(loadable_layer_types()))
+        raise ValueError(f"{where}: unknown layer type {brief(kind)}; known: {known}")
+    where = f"{where} ({kind})"
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: config must be a JSON object, got {brief(config)}")
+    if cls is Sequential:
+        if set(config) != {"layers"}:
+            raise ValueError(
+                f"{where}: config must be {{'layers': [...]}}, got keys {brief(sorted(config))}"
+            )
+        return _sequential_from_specs(config["layers"], where, depth + 1)
+    accepted = config_keys(cls)
+    unexpected = sorted(set(config) - accepted) if accepted is not None else []
+    if unexpected:
+        takes = ", ".join(sorted(accepted)) or "no settings"
+        raise ValueError(
+            f"{where}: unexpected config key {brief(unexpected[0])} ({kind} takes {takes})"
+        )
+    try:
+        return cls(**config)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def loadable_layer_types() -> dict[str, type[Layer]]:
+    """The layer classes a model file may name: public (no leading underscore) and concrete
+    (with their own forward and backward), so that no abstract base such as ``_Pool2D`` is
+    built, only to fail at every use."""
+    return {
+        name: cls
+        for name, cls in LAYER_TYPES.items()
+        if not name.startswith("_")
+        and cls.forward is not Layer.forward
+        and cls.backward is not Layer.backward
+    }
+
+
+def config_keys(cls: type[Layer]) -> set[str] | None:
+    """The settings a layer's config may hold: its constructor's positional-or-keyword
+    arguments (keyword-only ones such as ``rng`` are objects, never file data). None when
+    the constructor takes ``**kwargs`` and so any key."""
+    parameters = inspect.signature(cls).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD}

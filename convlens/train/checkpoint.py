@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 
 from convlens import nn
+from convlens.nn.checks import brief
 from convlens.nn.sequential import from_file_contents, read_safetensors, write_safetensors
+
+#: What a checkpoint's JSON state holds, and the JSON type of each entry.
+STATE_FIELDS = {
+    "config": dict,
+    "history": list,
+    "shuffle_rng": dict,
+    "dropout_rng": dict,
+    "optimizer_scalars": dict,
+}
 
 
 @dataclass
@@ -64,16 +74,32 @@ def load_model(path: str | os.PathLike) -> nn.Sequential:
 
 
 def _checkpoint(tensors: dict[str, np.ndarray], header: dict[str, str], origin: str) -> Checkpoint:
-    """A checkpoint from a file's arrays (prefixed model/, optimizer/, best/) and metadata."""
+    """A checkpoint from a file's arrays (prefixed model/, optimizer/, best/) and metadata,
+    each part checked: the state's fields and their types, the best weights' names and
+    shapes (those of the model)."""
     try:
         state = json.loads(header["checkpoint"])
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{origin}: malformed checkpoint metadata ({err})") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        reason = " ".join(str(err).split())
+        raise ValueError(f"{origin}: malformed checkpoint metadata ({reason})") from None
+    for name, kind in STATE_FIELDS.items():
+        value = state.get(name) if isinstance(state, dict) else None
+        if not isinstance(value, kind):
+            raise ValueError(
+                f"{origin}: malformed checkpoint metadata ({name!r} must be a JSON "
+                f"{'object' if kind is dict else 'list'}, got {brief(value)})"
+            )
+    if not all(isinstance(record, dict) for record in state["history"]):
+        raise ValueError(
+            f"{origin}: malformed checkpoint metadata (history entries must be objects)"
+        )
     parts: dict[str, dict[str, np.ndarray]] = {"model": {}, "optimizer": {}, "best": {}}
     for name, array in tensors.items():
         prefix, _, rest = name.partition("/")
         if prefix not in parts:
-            raise ValueError(f"{origin}: unexpected array {name!r} in a checkpoint")
+            raise ValueError(f"{origin}: unexpected array {brief(name)} in a checkpoint")
         parts[prefix][rest] = array
     model = from_file_contents(parts["model"], header, origin)
+    if parts["best"]:
+        model.check_tensors(parts["best"], f"{origin} (best weights)")
     return Checkpoint(model, state, parts["optimizer"], parts["best"])
