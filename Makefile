@@ -59,7 +59,7 @@ bench: setup
 PRETRAINED_ARGS := --model mnist-net --dataset mnist-bundled --epochs 20 --batch-size 32 \
 	--optimizer adam --lr 0.001 --augment-shift 2 --seed 0
 pretrained: setup
-	$(BIN)/convlens train $(PRETRAINED_ARGS) --out build/pretrained
+	$(BIN)/convlens train $(PRETRAINED_ARGS) --out build/pretrained --overwrite
 	cp build/pretrained/model.safetensors convlens/models/files/mnist_net.safetensors
 
 clean:

@@ -65,7 +65,13 @@ def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     settings = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-    result = train(TrainConfig(**settings), resume=args.resume, progress=not args.quiet)
+    result = train(
+        TrainConfig(**settings),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+
     if result.test is not None:
         test, n = result.test, result.test.confusion.sum()
         print(f"test accuracy {test.accuracy:.4f} (loss {test.loss:.4f}) on {n} images")
@@ -262,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its checkpoint, exactly",
+        help="continue the run in --out from its checkpoint, exactly (raise --epochs above "
+        "the epochs it has done)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (without --resume or this, one is refused)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_train)

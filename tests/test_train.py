@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import convlens.models
 import convlens.nn as nn
 from convlens.train import TrainConfig, TrainingDiverged, load_checkpoint, train
 from convlens.train import trainer as trainer_module
 
 QUICK = dict(dataset="mnist-bundled", limit=256, batch_size=32)
+PRETRAINED = Path(convlens.models.__file__).parent / "files" / "mnist_net.safetensors"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -91,7 +94,7 @@ def test_divergence_names_the_layer_and_keeps_the_last_checkpoint(tmp_path):
     with pytest.raises(
         TrainingDiverged, match=r"epoch 1, step \d+.*layer \(\d\) .*smaller learning"
     ):
-        train(exploding, progress=False)
+        train(exploding, overwrite=True, progress=False)  # the old run goes at its 1st epoch
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == checkpoint
 
 
@@ -133,9 +136,17 @@ def test_cli_train_then_evaluate(tmp_path):
         ["train", "--dataset", "imagenet-1k"],
         ["train", "--model", "missing.safetensors"],
         ["evaluate", "missing.safetensors"],
+        ["evaluate", str(PRETRAINED), "--batch-size", "0"],
         ["train", "--resume"],
     ],
-    ids=["batch-size-0", "unknown-dataset", "missing-model", "evaluate-missing", "resume-nothing"],
+    ids=[
+        "batch-size-0",
+        "unknown-dataset",
+        "missing-model",
+        "evaluate-missing",
+        "evaluate-batch-size-0",
+        "resume-nothing",
+    ],
 )
 def test_cli_errors_are_one_line(tmp_path, args):
     result = run_cli(*args, *(["--out", str(tmp_path)] if args[0] == "train" else []))

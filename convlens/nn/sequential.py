@@ -11,6 +11,7 @@ dtype (float32 or float64 only).
 
 from __future__ import annotations
 
+import glob
 import inspect
 import json
 import os
@@ -332,6 +333,25 @@ def write_safetensors(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted :func:`write_safetensors` calls for ``path`` left behind.
+
+    A process killed between creating its temporary file and ``os.replace`` leaves
+    ``.NAME.*.tmp`` beside ``path`` (``mkstemp``'s pattern above). Call this only where no
+    other process is writing ``path`` at the same moment (a training run owns its folder).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:

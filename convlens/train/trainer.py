@@ -8,6 +8,9 @@ A run writes into its output folder::
     history.json             settings, per-epoch loss / accuracy, the test result
     curves.png               loss and accuracy per epoch
     confusion.png            the confusion matrix on the test split
+
+A folder that holds a run is never trained into afresh by accident: ``resume`` continues
+it, ``overwrite`` replaces it, and without either the run is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from tqdm.auto import tqdm
 from convlens import nn
 from convlens.data import dataset_info, load_dataset
 from convlens.models import PRESETS
+from convlens.nn.checks import integer
 from convlens.nn.layer import default_rng
+from convlens.nn.sequential import remove_stale_temporaries
 
 from .augment import random_shift
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -34,6 +39,10 @@ from .plots import plot_confusion, plot_history
 
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
+#: Files whose presence means a folder already holds a run.
+RUN_FILES = ("checkpoint.safetensors", "model.safetensors", "history.json")
+#: Everything a run writes (see the module's docstring).
+OUTPUT_FILES = (*RUN_FILES, "curves.png", "confusion.png")
 
 
 class TrainingDiverged(RuntimeError):
@@ -142,6 +151,7 @@ def evaluate(
 
     ``x`` is cast to the model's dtype batch by batch.
     """
+    integer(batch_size, "batch_size", minimum=1)
     dtype = model.parameters()[0].data.dtype if model.parameters() else x.dtype
     was_training = model.training
     model.eval()
@@ -160,12 +170,18 @@ def evaluate(
     return Evaluation(total_loss / n, float((predicted == y).sum() / n), confusion)
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> TrainResult:
     """Train as ``config`` says, writing checkpoints, the model, history and plots to ``out``.
 
     With ``resume=True`` the run continues from ``out/checkpoint.safetensors`` exactly where it
     stopped (same weights, optimizer state, shuffling and dropout draws); the saved settings are
-    used, except ``epochs``, which may be raised.
+    used, except ``epochs``, which must be raised above the epochs already trained. Without it,
+    a folder that already holds a run (:data:`RUN_FILES`) is refused unless ``overwrite=True``:
+    then that run's files are deleted when the first new epoch is saved, so a run that fails
+    before it leaves the old one whole. Temporary files left by a killed run are removed
+    either way.
 
     The process keeps freed memory for the next step from here on
     (:func:`convlens.nn.keep_freed_memory`).
@@ -173,17 +189,27 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     Raises
     ------
     ValueError
-        Bad settings, an unknown dataset, a model that does not fit the data, a bad checkpoint.
+        Bad settings, an unknown dataset, a model that does not fit the data, a bad checkpoint,
+        a folder that holds a run (neither ``resume`` nor ``overwrite``), ``epochs`` not above
+        those a resumed run has done.
     TrainingDiverged
         The loss became NaN or infinite. The last good checkpoint is kept.
     """
-    nn.keep_freed_memory()
     out = Path(config.out)
     checkpoint_path = out / "checkpoint.safetensors"
+    if resume and overwrite:
+        raise ValueError(
+            "resume continues the run in the folder and overwrite replaces it: pick one"
+        )
     if resume:
         saved = load_checkpoint(checkpoint_path)
-        config = TrainConfig(**{**saved.state["config"], "epochs": config.epochs, "out": str(out)})
-    config.validate()
+        config = _resumed_config(saved.state, config.epochs, out)
+    else:
+        config.validate()
+        _check_fresh_folder(out, overwrite)
+    for name in ("checkpoint.safetensors", "model.safetensors"):
+        remove_stale_temporaries(out / name)
+    nn.keep_freed_memory()
     info = dataset_info(config.dataset)
     dtype = np.dtype(config.dtype)
     (x_train, y_train), (x_val, y_val) = _split(config, info)
@@ -194,8 +220,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         model, state = saved.model.astype(dtype), saved.state
         optimizer = _make_optimizer(config, model)
         optimizer.load_state_dict(saved.optimizer_arrays, state["optimizer_scalars"])
-        shuffle_rng.bit_generator.state = state["shuffle_rng"]
-        default_rng().bit_generator.state = state["dropout_rng"]
+        _restore_generators(state, shuffle_rng, checkpoint_path)
         history, best = state["history"], saved.best
     else:
         nn.manual_seed(config.seed)
@@ -255,12 +280,55 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             "shuffle_rng": shuffle_rng.bit_generator.state,
             "dropout_rng": default_rng().bit_generator.state,
         }
+        if overwrite:  # the old run goes once the new one has an epoch to keep, all of it
+            for name in OUTPUT_FILES:
+                (out / name).unlink(missing_ok=True)
+            overwrite = False
         save_checkpoint(checkpoint_path, model, optimizer, state, best)
 
     final = model.load_tensors(best) if best else model
     test = evaluate(final, *load_dataset(config.dataset, "test")) if "test" in info.splits else None
     _write_outputs(final, history, test, config, info, out)
     return TrainResult(final, config, history, test, out, stopped_early)
+
+
+def _check_fresh_folder(out: Path, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder that holds one, unless told to replace it."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise ValueError(
+            f"{out} already holds a training run ({', '.join(found)}): continue it with "
+            "--resume (resume=True), or replace it with --overwrite (overwrite=True)"
+        )
+
+
+def _resumed_config(state: dict[str, Any], epochs: int, out: Path) -> TrainConfig:
+    """The settings a checkpoint was trained with, ``epochs`` raised; a ValueError when the
+    saved settings are malformed or ``epochs`` adds no epoch to those already done."""
+    done = len(state["history"])
+    if epochs <= done:
+        raise ValueError(
+            f"{out} has already trained {done} epoch{'s' if done != 1 else ''}; resuming to "
+            f"--epochs {epochs} would train none: ask for more than {done}"
+        )
+    try:
+        config = TrainConfig(**{**state["config"], "epochs": epochs, "out": str(out)})
+        return config.validate()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{out}: the checkpoint's settings are malformed ({err})") from None
+
+
+def _restore_generators(
+    state: dict[str, Any], shuffle_rng: np.random.Generator, origin: Path
+) -> None:
+    """Put the shuffling and dropout generators back where the checkpoint left them."""
+    try:
+        shuffle_rng.bit_generator.state = state["shuffle_rng"]
+        default_rng().bit_generator.state = state["dropout_rng"]
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"{origin}: malformed generator state in the checkpoint ({err!r})"
+        ) from None
 
 
 def _patience_exhausted(config: TrainConfig, history: list[dict[str, Any]]) -> bool:
