@@ -14,6 +14,10 @@ from convlens.models import tiny_vgg
 
 @pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-10), (np.float32, 1e-5)])
 def test_tiny_vgg_backward_equals_torch_autograd(dtype, tol):
+    # Seeded weights: in float32 a ReLU input or a max-pool pair within rounding of a tie
+    # can go either way in either library and reroute a gradient, so random weights failed
+    # the 1e-5 comparison in 5 of 200 seeds (not an error of either engine).
+    nn.manual_seed(0)
     rng = np.random.default_rng(0)
     model = tiny_vgg().astype(dtype)
     assert sum(p.size for p in model.parameters()) == 19_920
