@@ -6,7 +6,7 @@
 import { api, decodeArray } from './api.js';
 import { diverging, fmt, legend } from './colors.js';
 import { h, shapeText, svg } from './backward-ui.js';
-import { fill } from './dom.js';
+import { byId, fill } from './dom.js';
 import { updateView } from './training-update.js';
 
 const POLL_MS = 300; // the session's state is asked for every this often while it trains
@@ -15,6 +15,7 @@ const TAIL_POLLS = 2; // polls after training stops, for the last validation
 const SMOOTHING = 0.9; // exponential moving average of the per-step numbers
 const LEARNING_RATES = { sgd: 0.05, momentum: 0.01, adam: 0.001 };
 const KERNEL_WIDTH = 340; // px a layer's kernel drawing may take at most
+const MAX_POINTS = 2000; // points a curve draws at most
 
 /** Append to `list` the entries of `entries` after its last step (answers overlap). */
 function append(list, entries) {
@@ -59,8 +60,10 @@ function drawChart(element, { name, key, percent, history, validation }) {
   const px = (step) => left + ((width - left - right) * step) / x.top;
   const py = (value) => top + (height - top - bottom) * (1 - Math.min(1, value / y.top));
   const label = (v) => (percent ? `${Math.round(100 * v)} %` : fmt(v, 3));
-  const line = (entries, pick) => entries.map((e, i) => `${px(e.step).toFixed(1)},${py(pick(e, i)).toFixed(1)}`).join(' ');
   const smoothed = smooth(history.map((e) => e[key]));
+  const every = Math.ceil(history.length / MAX_POINTS); // long runs: every k-th step (and the last)
+  const line = (entries, pick) => entries.flatMap((e, i) => (i % every && i !== entries.length - 1 ? []
+    : [`${px(e.step).toFixed(1)},${py(pick(e, i)).toFixed(1)}`])).join(' ');
   const last = history[history.length - 1];
   const lastVal = validation[validation.length - 1];
   const summary = `${name} over ${steps} steps`
@@ -282,7 +285,7 @@ export function mount(element, store) {
     update.choose(value);
     refreshUpdate(true);
   };
-  const badge = document.getElementById('weights-badge');
+  const badge = byId('weights-badge');
 
   element.replaceChildren(
     h('h2', {}, 'Train the network live'),
@@ -386,7 +389,7 @@ export function mount(element, store) {
   }
 
   async function start() {
-    const focused = document.activeElement === startButton;
+    const focused = startButton.getRootNode().activeElement === startButton; // the document, or a widget's shadow root
     if (!session) await create();
     const gen = generation;
     absorb(await api.training.run(session.id), gen);
@@ -396,7 +399,7 @@ export function mount(element, store) {
   }
 
   async function pause() {
-    const focused = document.activeElement === pauseButton;
+    const focused = pauseButton.getRootNode().activeElement === pauseButton; // the document, or a widget's shadow root
     const gen = generation;
     absorb(await api.training.pause(session.id), gen);
     say(`Paused after step ${session.step}.`);
