@@ -12,16 +12,19 @@ from . import __version__
 
 
 def load_any_model(path: str, classes: str | None = None):
-    """A model from a .safetensors model or checkpoint, or a TF.js model.json.
+    """A model from a .safetensors model or checkpoint, a TF.js model.json or an .onnx file.
 
     ``classes`` is a text file with one name per line, or a dataset name. A model without
     class names whose input and output fit exactly one known dataset gets that dataset's.
     """
     from .data import DATASETS, dataset_info
-    from .interop import load_tfjs
+    from .interop import load_onnx, load_tfjs
     from .train import load_model
 
-    model = load_tfjs(path) if str(path).endswith(".json") else load_model(path)
+    if str(path).endswith(".onnx"):
+        model = load_onnx(path)
+    else:
+        model = load_tfjs(path) if str(path).endswith(".json") else load_model(path)
     if classes is not None:
         names = (
             list(dataset_info(classes).classes)
@@ -305,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--model",
         default=None,
-        help="a model file, checkpoint or TF.js model.json (default: the shipped MNIST model)",
+        help="a model file, checkpoint, TF.js model.json or .onnx file "
+        "(default: the shipped MNIST model)",
     )
     serve.add_argument(
         "--classes",
@@ -333,8 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="class names: a text file (one per line) or a dataset name")  # fmt: skip
     tfjs.set_defaults(run=_import_tfjs)
 
+    onnx_import = commands.add_parser(
+        "import-onnx", help="convert a sequential CNN saved as ONNX (e.g. by PyTorch) to a file"
+    )
+    onnx_import.add_argument("model_json", metavar="model.onnx", help="the ONNX file")
+    onnx_import.add_argument("--out", required=True, help="the .safetensors file to write")
+    onnx_import.add_argument("--classes", default=None,
+                             help="class names: a text file (one per line) or a dataset name "
+                             "(default: those the file's metadata lists)")  # fmt: skip
+    onnx_import.set_defaults(run=_import_tfjs)  # the same steps: load_any_model, then save
+
     onnx = commands.add_parser("export-onnx", help="write a model as ONNX")
-    onnx.add_argument("model", help="a model file, checkpoint or TF.js model.json")
+    onnx.add_argument("model", help="a model file, checkpoint, TF.js model.json or .onnx file")
     onnx.add_argument("--out", required=True, help="the .onnx file to write")
     onnx.set_defaults(run=_export_onnx)
     return parser

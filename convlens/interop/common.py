@@ -1,0 +1,47 @@
+"""What the converters share: a convolution's settings that other formats do not keep.
+
+ONNX and PyTorch know a convolution by its resolved padding (one amount per side) and its
+cross-correlation kernel. convlens also knows how the padding was written (``"same"``,
+``"full"``, an int), the anchor and the mode (correlation or convolution). Export keeps
+those three in a small *hint*; import rebuilds the layer from the hint only where it
+describes exactly the arithmetic the file holds, so a stale or altered hint changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convlens import nn
+
+Padding2D = tuple[tuple[int, int], tuple[int, int]]
+
+
+def conv_hint(layer: nn.Conv2D) -> dict[str, Any]:
+    """The settings other formats lose: the padding as written, the anchor and the mode."""
+    return {"padding": layer.padding, "anchor": list(layer.anchor), "mode": layer.mode}
+
+
+def padding_spec(padding: Padding2D) -> Any:
+    """``(top, left)`` where each axis pads both sides alike, else the padding as given."""
+    (top, bottom), (left, right) = padding
+    return (top, left) if top == bottom and left == right else padding
+
+
+def hinted_conv(
+    hint: Any, in_channels: int, out_channels: int, kernel: Any, stride: Any,
+    padding: Padding2D, dilation: Any, bias: bool,
+) -> nn.Conv2D | None:  # fmt: skip
+    """The Conv2D ``hint`` describes, if it pads exactly ``padding``; else None.
+
+    Sizes come from the file, never from the hint, so a hint allocates nothing new.
+    """
+    if not isinstance(hint, dict):
+        return None
+    try:
+        layer = nn.Conv2D(
+            in_channels, out_channels, kernel, stride, hint["padding"], dilation,
+            hint["anchor"], hint["mode"], bias,
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return layer if layer.padding2d == tuple(map(tuple, padding)) else None
