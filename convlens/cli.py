@@ -127,16 +127,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .models import pretrained
-    from .web.app import create_app
-    from .web.samples import bundled_samples, folder_samples
+    from .web.app import SETTINGS_VARIABLE, serving_app
 
-    model = pretrained() if args.model is None else load_any_model(args.model, args.classes)
-    if model.input_shape is None:
-        raise ValueError(f"{args.model} has no input shape: save it with input_shape=(C, H, W)")
+    if not 1 <= args.workers <= 64:
+        raise ValueError(f"--workers must be 1 to 64, got {args.workers}")
     folder = args.samples or _picture_folder_beside(args.model)
-    samples = folder_samples(folder, model) if folder else bundled_samples(model)
-    app = create_app(model, samples, **({"save_dir": args.save_dir} if args.save_dir else {}))
+    settings = {
+        "model": args.model,
+        "classes": args.classes,
+        "samples": None if folder is None else str(folder),
+        "save_dir": args.save_dir,
+        "workers": args.workers,
+    }
+    app = serving_app(**settings)  # with --workers, each process builds its own: fail here first
     with socket.socket() as probe:  # a busy port: one clear line instead of uvicorn's traceback
         try:
             probe.bind((args.host, args.port))
@@ -146,11 +149,22 @@ def _serve(args: argparse.Namespace) -> int:
     url = (
         f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{args.port}/"
     )
-    print(f"convlens explainer: {url}  (model: {args.model or 'the pretrained MNIST net'}; "
-          "Ctrl-C stops it)")  # fmt: skip
+    processes = f"; {args.workers} processes, live training off" if args.workers > 1 else ""
+    print(f"convlens explainer: {url}  (model: {args.model or 'the pretrained MNIST net'}"
+          f"{processes}; Ctrl-C stops it)")  # fmt: skip
     if not args.no_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.workers == 1:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
+    del app
+    os.environ[SETTINGS_VARIABLE] = json.dumps(
+        {**settings, "model": args.model and str(Path(args.model).resolve())}
+    )
+    uvicorn.run(
+        "convlens.web.app:app_from_environment", factory=True, workers=args.workers,
+        host=args.host, port=args.port, log_level="warning",
+    )  # fmt: skip
     return 0
 
 
@@ -326,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--save-dir", default=None,
                        help="where training sessions keep trained models "
                        "(default: ./convlens-models/)")  # fmt: skip
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes, for a class on one machine (default: 1); "
+                       "with more than one, live training is off: a session lives in one "
+                       "process")  # fmt: skip
     serve.set_defaults(run=_serve)
 
     tfjs = commands.add_parser(

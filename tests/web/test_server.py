@@ -52,3 +52,9 @@ def test_missing_model_is_one_clear_line():
     result = run_serve("--model", "no-such-model.safetensors")
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "no model file at no-such-model.safetensors" in result.stderr
+
+
+def test_bad_workers_count_is_one_clear_line():
+    result = run_serve("--workers", "0")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "--workers must be 1 to 64, got 0" in result.stderr
