@@ -26,7 +26,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
-from conftest import CHROMIUM_FLAGS, start_server  # noqa: E402
+from conftest import CHROMIUM_FLAGS, start_server
 
 #: Resolves with the ms from a click on ``selector`` until ``changed()`` holds.
 TIME_CLICK = """async ([selector, changed]) => {
