@@ -1,4 +1,4 @@
-// Talking to the explainer's server. Arrays travel as {shape, data}: base64 float32.
+// Talking to the explainer's server (over HTTP, or a notebook widget's messages). Arrays travel as {shape, data}: base64 float32.
 
 /** {shape, data} from the server -> {shape, data: Float32Array}. */
 export function decodeArray(payload) {
@@ -18,7 +18,11 @@ export function encodeArray(array) {
   return { shape: array.shape, data: btoa(text) };
 }
 
-async function call(method, path, body) {
+/**
+ * The page's own transport: HTTP to the server it came from. A transport takes
+ * (method, path, body: JSON-able, FormData or undefined) and resolves to {status, payload}.
+ */
+async function http(method, path, body) {
   const options = { method, headers: {} };
   if (body instanceof FormData) {
     options.body = body;
@@ -27,12 +31,26 @@ async function call(method, path, body) {
     options.body = JSON.stringify(body);
   }
   const response = await fetch(path, options);
-  const payload = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const detail = payload.detail;
+  return { status: response.status, payload: await response.json().catch(() => ({})) };
+}
+
+let transport = http;
+
+/**
+ * Send every request through `fn` from now on instead of HTTP: the notebook widget's
+ * transport carries them as widget messages to the kernel, which answers with the same routes.
+ */
+export function setTransport(fn) {
+  transport = fn;
+}
+
+async function call(method, path, body) {
+  const { status, payload } = await transport(method, path, body);
+  if (status < 200 || status >= 300) {
+    const detail = payload && payload.detail;
     const message = typeof detail === 'string' ? detail
       : Array.isArray(detail) ? detail.map((d) => `${(d.loc || []).join('.')}: ${d.msg}`).join('; ')
-      : `the server answered ${response.status}`;
+      : `the server answered ${status}`;
     throw new Error(message);
   }
   return payload;
@@ -88,6 +106,8 @@ export const api = {
     keep: (id, name = null) => call('POST', `/api/training/${id}/keep`, name ? { name } : {}),
     remove: (id) => call('DELETE', `/api/training/${id}`),
     /** End a session as the page goes away (the request outlives the page). */
-    leave: (id) => fetch(`/api/training/${id}`, { method: 'DELETE', keepalive: true }).catch(() => {}),
+    leave: (id) => (transport === http
+      ? fetch(`/api/training/${id}`, { method: 'DELETE', keepalive: true })
+      : transport('DELETE', `/api/training/${id}`)).catch(() => {}),
   },
 };

@@ -9,6 +9,7 @@ import { colourLimit, fmt, legend, paintValues } from './colors.js';
 import { dL, escape, h, math, mn, shapeText } from './backward-ui.js';
 import { renderDetail } from './backward-detail.js';
 import { scanner } from './forward-scan.js';
+import { findAll } from './dom.js';
 
 /** How a gradient of `shape` is laid out: channels of rows × cols (vectors wrap at 64). */
 function mapLayout(shape) {
@@ -232,7 +233,7 @@ export function mount(element, store) {
     const pick = () => {
       const flat = at.row * layout.cols + at.col;
       if (layout.vector && flat >= layout.size) return;
-      document.querySelectorAll('.bw-ladder .gmap.selected').forEach((e) => e.classList.remove('selected'));
+      findAll('.bw-ladder .gmap.selected').forEach((e) => e.classList.remove('selected'));
       canvas.parentElement.classList.add('selected');
       selection = {
         tensor: t, channel: c, row: at.row, col: at.col, layer: t + 1,

@@ -2,6 +2,21 @@
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
+// Where the page's elements live: the document, or a notebook widget's shadow root (each
+// widget loads its own copy of these modules, so each has its own scope).
+let scope = document;
+
+/** Look the page's elements up inside `root` (a document or a shadow root) from now on. */
+export function setScope(root) {
+  scope = root;
+}
+
+/** The page's element with this id, inside the current scope. */
+export const byId = (id) => scope.getElementById(id);
+
+/** Every element inside the current scope that matches `selector`. */
+export const findAll = (selector) => scope.querySelectorAll(selector);
+
 /** Children worth adding: nested lists flattened; null, undefined and false skipped. */
 const present = (children) => children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false);
 

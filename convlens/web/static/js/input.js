@@ -53,6 +53,9 @@ function throttle(fn, ms) {
   };
 }
 
+/** What the caption says of a sample. */
+const sampleCaption = (sample) => `sample ${sample.id + 1} · labelled “${sample.label}”`;
+
 /** The sample gallery: one button per sample; the shown one is pressed. */
 function gallery(store, show, describe) {
   const buttons = store.get('samples').map((sample) => {
@@ -62,7 +65,7 @@ function gallery(store, show, describe) {
       type: 'button', class: 'sample', 'data-sample': sample.id,
       'aria-label': `sample ${sample.id + 1}: ${sample.label}`, title: sample.label,
       onclick: () => {
-        describe(`sample ${sample.id + 1} · labelled “${sample.label}”`);
+        describe(sampleCaption(sample));
         show(sample.id);
       },
     }, thumb, h('span', { class: 'sample-label', text: sample.label }));
@@ -211,10 +214,9 @@ export function mount(element, store) {
   const describe = (text) => {
     source = text;
   };
+  store.subscribe('source', describe); // an image shown from elsewhere (a notebook's kernel) says what it is
   const show = latestOnly(store);
   const samples = gallery(store, show, describe);
-  const first = store.get('samples')[0];
-  if (first) describe(`sample 1 · labelled “${first.label}”`);
 
   element.replaceChildren(
     h('h2', { text: 'Input' }),
@@ -231,7 +233,9 @@ export function mount(element, store) {
 
   store.subscribe('trace', (trace) => {
     paintImage(preview, trace.input);
-    caption.replaceChildren(h('b', { text: source }), h('span', { class: 'muted', text: `input ${shapeText(shape)}` }));
+    const sample = typeof store.get('image') === 'number' ? store.get('samples')[store.get('image')] : null;
+    caption.replaceChildren(h('b', { text: sample ? sampleCaption(sample) : source }),
+      h('span', { class: 'muted', text: `input ${shapeText(shape)}` }));
     samples.update();
   });
 }

@@ -2,6 +2,7 @@
 // the class scores last, coloured by the range mode; hovering a map draws its connections.
 import { colourLimit, css, diverging, fmt, legend, paintMap } from './colors.js';
 import { MapView, activations, fitOver, h, links, mapsOf, rangeText, shapeText, svg } from './forward-maps.js';
+import { byId } from './dom.js';
 
 const COLUMN_HEIGHT = 400; // px available for one column's maps
 const COLUMN_WIDTH = 104;
@@ -244,7 +245,7 @@ export function mount(element, store) {
     const unit = entry.view ? (event && event.clientX ? unitAt(entry, event) : 0) : channel;
     if (unit === null) return;
     store.set({ selected: { layer: entry.layer, channel: unit } });
-    requestAnimationFrame(() => document.getElementById('detail').scrollIntoView({ behavior: 'smooth', block: 'start' }));
+    requestAnimationFrame(() => byId('detail').scrollIntoView({ behavior: 'smooth', block: 'start' }));
   };
   wrap.addEventListener('click', (event) => {
     const item = event.target.closest('.ov-item');

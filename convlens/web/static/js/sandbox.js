@@ -8,6 +8,7 @@
 import { api } from './api.js';
 import { fmt } from './colors.js';
 import { h, math, mn, numberGrid, svg } from './backward-ui.js';
+import { byId } from './dom.js';
 
 const NUMBERS = [
   // id, label, min, max, default (null: empty, meaning "the default")
@@ -55,15 +56,15 @@ export function mount(element, store) {
       'with a numbered kernel, and the page shows every number. Padding cells are grey zeros.'),
     h('div', { class: 'sb-layout' }, form, h('div', { class: 'sb-main' }, message, stage)));
 
-  const value = (id) => document.getElementById(id).value.trim();
+  const value = (id) => byId(id).value.trim();
   let seq = 0;
   let timer = null;
   let players = []; // the current picture's animations (forward, dL/dx, dL/dW)
   /** Put δ's 1 on output cell (i, j) and run again. */
   const pickDelta = (i, j) => {
-    Object.assign(document.getElementById('sb-delta'), { value: 'cell' });
-    document.getElementById('sb-delta-i').value = i;
-    document.getElementById('sb-delta-j').value = j;
+    Object.assign(byId('sb-delta'), { value: 'cell' });
+    byId('sb-delta-i').value = i;
+    byId('sb-delta-j').value = j;
     schedule();
   };
 
@@ -145,8 +146,8 @@ export function mount(element, store) {
         throw failure; // the settings themselves do not work: say why
       }
       body.delta = [0, 0];
-      document.getElementById('sb-delta-i').value = 0;
-      document.getElementById('sb-delta-j').value = 0;
+      byId('sb-delta-i').value = 0;
+      byId('sb-delta-j').value = 0;
       return result;
     }
   }

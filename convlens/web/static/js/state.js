@@ -4,8 +4,10 @@
 // trace (POST /api/trace, arrays decoded), target (class index for the backward pass),
 // selected ({layer, channel} of the map the user clicked), rangeMode ('unit'|'layer'|'global'),
 // training (the state of the live training session, or null: every trace and explain then
-// uses its current weights, and the page re-traces as they change).
+// uses its current weights, and the page re-traces as they change), source (words saying
+// where an image shown from outside the input panel came from, for its caption).
 import { api, decodeArray, setTraining } from './api.js';
+import { byId } from './dom.js';
 
 const REFRESH_MS = 500; // while the weights change, re-trace at most twice a second
 
@@ -104,11 +106,11 @@ export function decodeTrace(raw) {
 }
 
 export function showError(message) {
-  const banner = document.getElementById('error');
+  const banner = byId('error');
   banner.textContent = message;
   banner.hidden = false;
 }
 
 export function clearError() {
-  document.getElementById('error').hidden = true;
+  byId('error').hidden = true;
 }
