@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_parity.py
 	$(BIN)/python bench/bench_explain.py
+	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_training.py
 
 # The model shipped in the package: mnist_net trained on the bundled digits by our own CLI.
