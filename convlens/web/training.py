@@ -17,11 +17,12 @@ already taken 409, bad settings 422 — each with a ``detail`` sentence.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, get_type_hints
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from convlens.explain import encode
 from convlens.explain.trace import INLINE_PARAMETER_LIMIT
@@ -40,14 +41,15 @@ MAX_STEPS = 1000
 STATUS = {UnknownSession: 404, SessionLimit: 429, NotStepped: 409, NameTaken: 409}
 
 
-class StartRequest(BaseModel):
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    batch_size: int = 32
-    fresh: bool = False
-    seed: int = 0
-    dataset: str | None = None
+#: The body of ``POST /api/training``: the fields of :class:`SessionSettings`, checked by
+#: pydantic for their types (and by ``SessionSettings.validate`` for their ranges).
+StartRequest = create_model(
+    "StartRequest",
+    **{
+        f.name: (get_type_hints(SessionSettings)[f.name], f.default)
+        for f in fields(SessionSettings)
+    },
+)
 
 
 class StepRequest(BaseModel):
