@@ -70,13 +70,19 @@ def test_gradient_of_the_wrong_shape():
         conv.backward(np.zeros((1, 2, 4, 4), np.float32))
 
 
-def test_pool_padding_larger_than_half_the_kernel_or_negative():
-    with pytest.raises(
-        ValueError, match=r"padding \(2, 2\) must be at most half the kernel \(3, 3\)"
-    ):
-        nn.MaxPool2D(3, padding=2)
-    with pytest.raises(ValueError, match=r"AvgPool2D padding must be >= 0"):
-        nn.AvgPool2D(3, padding=(0, -1))
+def test_max_pool_padding_that_leaves_a_window_of_only_padding():
+    """A window of only −∞ padding would output −∞: refused, at construction for the first
+    window, at the input size for the last one. An average pool's is just 0."""
+    with pytest.raises(ValueError, match=r"MaxPool2D padding 3: 3 on the top >= kernel 3"):
+        nn.MaxPool2D(3, padding=3)
+    with pytest.raises(ValueError, match=r"MaxPool2D padding \(0, 2\): 2 on the left >= kernel 2"):
+        nn.MaxPool2D((3, 2), padding=(0, 2))
+    pool = nn.MaxPool2D(2, stride=3, padding=((0, 2), (0, 0)))
+    assert pool.output_shape((1, 4, 2)) == (1, 2, 1)  # the last window, rows 3 and 4, holds row 3
+    with pytest.raises(ValueError, match=r"input 3x2 the last window of rows would hold only"):
+        pool.output_shape((1, 3, 2))  # rows 3 and 4 are both padding
+    average = nn.AvgPool2D(2, stride=3, padding=((0, 2), (0, 0)))
+    assert average.forward(np.ones((1, 1, 3, 2)))[0, 0, 1, 0] == 0.0
 
 
 def test_gradcheck_demands_float64():

@@ -82,7 +82,7 @@ def test_pools_fast_equal_loops(kind, seed):
     layer, x = random_pool(rng, nn.MaxPool2D if kind == "max" else nn.AvgPool2D)
     if seed % 2:
         x = rng.integers(0, 3, x.shape).astype(np.float64)  # ties
-    args = (layer.kernel_size, layer.stride, layer.padding)
+    args = (layer.kernel_size, layer.stride, layer.padding2d)
     y = layer.forward(x)
     dy = rng.standard_normal(y.shape)
     dx = layer.backward(dy)

@@ -29,62 +29,25 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .checks import brief, choice, flag, integer
+from .checks import choice, flag, integer
 from .layer import Layer, default_rng, init_uniform
 from .window import (
-    PADDING_FORMS,
     Padding2D,
     PaddingSpec,
     Pair,
+    anchor_in,
     conv_output_size,
-    explicit_padding,
+    default_anchor,
     gather,
     pad_or_crop,
     pair,
+    resolve_padding,
     show,
     sliding_windows,
 )
 
 Mode = Literal["correlation", "convolution"]
 MODES = ("correlation", "convolution")
-
-
-def default_anchor(kernel: Pair) -> Pair:
-    """The kernel's centre element, rounding up-left for even sizes: ``((kh−1)//2, (kw−1)//2)``."""
-    return (kernel[0] - 1) // 2, (kernel[1] - 1) // 2
-
-
-def resolve_padding(
-    padding: PaddingSpec,
-    kernel: Pair,
-    dilation: Pair = (1, 1),
-    anchor: Pair | None = None,
-    mode: Mode = "correlation",
-    name: str = "padding",
-) -> Padding2D:
-    """Turn any padding spec into ``((top, bottom), (left, right))``.
-
-    ``"valid"`` is no padding; ``"full"`` is ``d·(k−1)`` on every side; ``"same"`` places
-    the anchor element on the input pixel each output belongs to, so output (i, j) sits on
-    input (i·s, j·s): for correlation ``top = ay·d, bottom = (kh−1−ay)·d``, for convolution
-    the kernel is rotated so the split is mirrored. Ints and pairs are explicit padding,
-    negative amounts crop. Anything else is a ValueError naming ``name``.
-    """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), (0, 0)
-        if padding == "full":
-            ext = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-            return (ext[0], ext[0]), (ext[1], ext[1])
-        if padding == "same":
-            anchor = default_anchor(kernel) if anchor is None else anchor
-            sides = []
-            for k, d, a in zip(kernel, dilation, anchor, strict=True):
-                before, after = a * d, (k - 1 - a) * d
-                sides.append((before, after) if mode == "correlation" else (after, before))
-            return sides[0], sides[1]
-        raise ValueError(f"{name} must be {PADDING_FORMS}; got {brief(padding)}")
-    return explicit_padding(padding, name)
 
 
 def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
@@ -422,14 +385,7 @@ class Conv2D(Layer):
         self.dilation = pair(dilation, "Conv2D dilation")
         self.mode: Mode = choice(mode, "Conv2D mode", MODES)
         kh, kw = self.kernel_size
-        self.anchor = (
-            default_anchor(self.kernel_size) if anchor is None else pair(anchor, "Conv2D anchor", 0)
-        )
-        if not (0 <= self.anchor[0] < kh and 0 <= self.anchor[1] < kw):
-            raise ValueError(
-                f"Conv2D anchor {tuple(anchor)} lies outside the {kh}x{kw} kernel "
-                f"(rows 0..{kh - 1}, columns 0..{kw - 1})"
-            )
+        self.anchor = anchor_in(self.kernel_size, anchor, "Conv2D anchor")
         self.padding2d = resolve_padding(
             padding, self.kernel_size, self.dilation, self.anchor, self.mode, "Conv2D padding"
         )

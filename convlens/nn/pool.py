@@ -1,5 +1,7 @@
 r"""Pooling: the maximum or the mean of each window, channel by channel.
 
+With ``xp`` the input padded by ((top, bottom), (left, right)) and stride s:
+
 Max-pool:  ``y[n,c,i,j] = max_{a,b} xp[n, c, i·sh + a, j·sw + b]`` with ``xp`` padded by −∞.
 Its gradient flows only to the element that won: backward routes ``δ[n,c,i,j]`` to the
 argmax of window (i, j) — the *mask* — and where windows overlap the contributions are
@@ -8,7 +10,13 @@ summed (``+=``, never ``=``). Ties go to the first maximum in row-major order, a
 Avg-pool:  ``y[n,c,i,j] = 1/(kh·kw) · Σ_{a,b} xp[n, c, i·sh + a, j·sw + b]`` with zero padding
 counted in the mean; backward spreads ``δ / (kh·kw)`` evenly over the window.
 
-Both loop over the kh·kw kernel *elements* (a handful), never over pixels: each step is one
+Padding is written as for :class:`~convlens.nn.Conv2D`: an int, ``(ph, pw)``,
+``((top, bottom), (left, right))`` (a negative side crops), ``"valid"``, ``"same"`` or
+``"full"``. The *anchor* (ay, ax) is the window element that sits on the input pixel an
+output belongs to; ``"same"`` splits the padding by it, ``top = ay, bottom = kh−1−ay``, so
+output (i, j) sits on input (i·s, j·s). Any other padding is the same whatever the anchor.
+
+Both loop over the kh·kw window *elements* (a handful), never over pixels: each step is one
 strided view of the whole batch.
 """
 
@@ -19,36 +27,54 @@ from typing import Any
 
 import numpy as np
 
+from .checks import brief
 from .layer import Layer
-from .window import Pair, conv_output_size, gather, pad_or_crop, pair, show, window_slice
+from .window import (
+    PaddingSpec,
+    Pair,
+    anchor_in,
+    conv_output_size,
+    default_anchor,
+    gather,
+    pad_or_crop,
+    pair,
+    resolve_padding,
+    show,
+    window_slice,
+    written_padding,
+)
 
 
 class _Pool2D(Layer):
-    """What both pools share: window size, stride, symmetric padding, shape checks."""
+    """What both pools share: window size, stride, padding split by the anchor, shape checks."""
 
     pad_value = 0.0
 
     def __init__(
-        self, kernel_size: int | Pair, stride: int | Pair | None = None, padding: int | Pair = 0
+        self,
+        kernel_size: int | Pair,
+        stride: int | Pair | None = None,
+        padding: PaddingSpec = 0,
+        anchor: Pair | None = None,
     ) -> None:
         name = type(self).__name__  # MaxPool2D or AvgPool2D, in messages
         self.kernel_size = pair(kernel_size, f"{name} kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, f"{name} stride")
-        self.padding = pair(padding, f"{name} padding", minimum=0)
-        for k, p in zip(self.kernel_size, self.padding, strict=True):
-            if p > k // 2:
-                raise ValueError(
-                    f"{name}: padding {self.padding} must be at most half the kernel "
-                    f"{self.kernel_size}, or a window could hold only padding"
-                )
-        (ph, pw) = self.padding
-        self.padding2d = ((ph, ph), (pw, pw))
+        self.anchor = anchor_in(self.kernel_size, anchor, f"{name} anchor")
+        self.padding2d = resolve_padding(
+            padding, self.kernel_size, (1, 1), self.anchor, name=f"{name} padding"
+        )
+        self.padding = written_padding(padding, self.padding2d)
 
     def config(self) -> dict[str, Any]:
+        padding = self.padding
+        if not isinstance(padding, str):  # JSON: lists of plain ints
+            padding = [list(side) if isinstance(side, tuple) else side for side in padding]
         return {
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": list(self.padding),
+            "padding": padding,
+            "anchor": list(self.anchor),
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -65,10 +91,11 @@ class _Pool2D(Layer):
     def _padded(self, x: np.ndarray) -> tuple[np.ndarray, Pair]:
         if x.ndim != 4:
             raise ValueError(f"{self!r}: expected input (N, C, H, W), got shape {x.shape}")
-        return pad_or_crop(x, self.padding2d, self.pad_value), self._out_size(x.shape[2:])
+        out = self._out_size(x.shape[2:])  # checks the sizes before any padding is made
+        return pad_or_crop(x, self.padding2d, self.pad_value), out
 
     def _windows(self, out: Pair):
-        """``(k, slice)`` for each kernel element k = a·kw + b, in row-major order."""
+        """``(k, slice)`` for each window element k = a·kw + b, in row-major order."""
         for k, (a, b) in enumerate(product(*map(range, self.kernel_size))):
             yield k, window_slice(a, b, self.stride, (1, 1), out)
 
@@ -76,17 +103,25 @@ class _Pool2D(Layer):
         parts = [f"kernel={show(self.kernel_size)}"]
         if self.stride != self.kernel_size:
             parts.append(f"stride={show(self.stride)}")
-        if self.padding != (0, 0):
-            parts.append(f"padding={show(self.padding)}")
+        if self.padding not in ((0, 0), "valid"):
+            shown = show(self.padding) if _is_pair(self.padding) else repr(self.padding)
+            parts.append(f"padding={shown}")
+        if self.anchor != default_anchor(self.kernel_size):
+            parts.append(f"anchor={self.anchor}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _origin(self, i: int, j: int) -> Pair:
+        """The input position of window (i, j)'s element (0, 0): ``(i·sh − top, j·sw − left)``."""
+        (top, _), (left, _) = self.padding2d
+        return i * self.stride[0] - top, j * self.stride[1] - left
 
     def _window(self, x: np.ndarray, index: tuple[int, ...], fill: float):
         """Channel ``c``'s window for output (i, j): the explanation's common fields (positions,
         inside mask), the window's values (``fill`` outside) and the inside mask."""
         c, i, j = (int(v) for v in index)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        rows = [i * sh + a - ph for a in range(kh)]
-        cols = [j * sw + b - pw for b in range(kw)]
+        (kh, kw), (row, col) = self.kernel_size, self._origin(i, j)
+        rows = [row + a for a in range(kh)]
+        cols = [col + b for b in range(kw)]
         window, inside = gather(x[c : c + 1], rows, cols, fill)
         head = {
             "operation": self.operation,
@@ -98,20 +133,32 @@ class _Pool2D(Layer):
         return head, window[0], inside
 
     def _unpad(self, dxp: np.ndarray) -> np.ndarray:
-        (ph, pw) = self.padding
-        return pad_or_crop(dxp, ((-ph, -ph), (-pw, -pw)))
+        """dL/dx from dL/dxp: padded rows and columns dropped, cropped ones given back as 0."""
+        (top, bottom), (left, right) = self.padding2d
+        return pad_or_crop(dxp, ((-top, -bottom), (-left, -right)))
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, tuple) and all(isinstance(v, int) for v in value)
 
 
 class MaxPool2D(_Pool2D):
     """Max pooling; backward through the argmax mask.
+
+    ``y[n,c,i,j] = max_{a,b} xp[n, c, i·sh + a, j·sw + b]``, ``xp`` padded with −∞.
 
     Parameters
     ----------
     kernel_size : int or (int, int)
     stride : int or (int, int), optional
         Defaults to ``kernel_size`` (non-overlapping windows).
-    padding : int or (int, int), default 0
-        Padded with −∞, so padding never wins; at most half the kernel.
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
+        Padded with −∞, so padding never wins; a negative side crops. A window holding only
+        padding would output −∞: such settings are refused (at construction where the
+        first window is, else when the input size shows it).
+    anchor : (int, int), optional
+        The window element that sits on the output's own input pixel; default the centre
+        ``((kh−1)//2, (kw−1)//2)``. Only ``"same"`` padding depends on it.
 
     Attributes
     ----------
@@ -120,10 +167,53 @@ class MaxPool2D(_Pool2D):
         window's winner — the mask that backward routes gradients through. Forward keeps
         only the input and the maxima (``np.maximum`` over the kh·kw strided views); the
         mask is found from them when backward or a view needs it.
+
+    Notes
+    -----
+    The backpropagation series' max-pool takes a centre element (ca, cb) and the
+    convolution / cross-correlation flag of its convolution. With the flag at
+    cross-correlation its window is ``[i·s − ca, i·s − ca + kh)``: ``anchor=(ca, cb)``.
+    With the flag at convolution the window is mirrored about the centre element,
+    ``[i·s + ca − kh + 1, i·s + ca]``: ``anchor=(kh−1−ca, kw−1−cb)``. With its padding P the
+    layout is ``padding=((P + ay, P − ay), (P + ax, P − ax))`` for that anchor (negative
+    sides crop). The maxima are the same; only a tie may pick a different winner, since
+    convlens takes the first maximum in row-major order (as PyTorch does) while the
+    series' loop, in convolution mode, walks the window backwards.
     """
 
     pad_value = -np.inf
     operation = "max-pool"
+
+    def __init__(
+        self,
+        kernel_size: int | Pair,
+        stride: int | Pair | None = None,
+        padding: PaddingSpec = 0,
+        anchor: Pair | None = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, anchor)
+        sides = zip(self.padding2d, self.kernel_size, ("top", "left"), strict=True)
+        for (before, _), k, side in sides:
+            if before >= k:
+                raise ValueError(
+                    f"MaxPool2D padding {brief(padding)}: {before} on the {side} >= kernel {k}, "
+                    f"so the first window would hold only −∞ padding and output −∞; pad the "
+                    f"{side} by less than {k}"
+                )
+
+    def _out_size(self, size: Pair) -> Pair:
+        """The output size, after checking that the last window of each axis holds input:
+        it starts at ``(n−1)·s``, the input at ``top`` and runs for the cropped size."""
+        out = super()._out_size(size)
+        for axis, (lines, side) in enumerate((("rows", "bottom"), ("columns", "right"))):
+            before, after = self.padding2d[axis]
+            kept = size[axis] - max(-before, 0) - max(-after, 0)  # input left after cropping
+            if (out[axis] - 1) * self.stride[axis] >= max(before, 0) + kept:
+                raise ValueError(
+                    f"{self!r}: with input {size[0]}x{size[1]} the last window of {lines} "
+                    f"would hold only −∞ padding and output −∞; pad the {side} by less"
+                )
+        return out
 
     def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
         """Output ``y[c, i, j]``: the window's values (None for padding) and its winner."""
@@ -145,10 +235,9 @@ class MaxPool2D(_Pool2D):
         """``dL/dx[c, h, w]``: the sum of δ over every window whose maximum sat at (h, w)."""
         c, h, w = (int(v) for v in index)
         self.forward(x[None])
-        (_, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        a, b = np.divmod(self.argmax[0, c], kw)  # (H', W'): each window's winner
-        i, j = np.indices(a.shape)
-        chose = (i * sh + a - ph == h) & (j * sw + b - pw == w)
+        a, b = np.divmod(self.argmax[0, c], self.kernel_size[1])  # (H', W'): each winner
+        row, col = self._origin(*np.indices(a.shape))  # (H', W') each: window origins
+        chose = (row + a == h) & (col + b == w)
         windows = [[int(r), int(q)] for r, q in zip(*np.nonzero(chose), strict=True)]
         deltas = [float(dy[c, r, q]) for r, q in windows]
         return {
@@ -208,13 +297,20 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Average pooling; zero padding counts in the mean (PyTorch's default).
 
+    ``y[n,c,i,j] = 1/(kh·kw) · Σ_{a,b} xp[n, c, i·sh + a, j·sw + b]``, ``xp`` zero-padded:
+    every window divides by its full size kh·kw, the padding's zeros included (so an edge
+    window of ``"same"`` padding averages its input values with zeros). Cropped rows and
+    columns are not in the input at all.
+
     Parameters
     ----------
     kernel_size : int or (int, int)
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
-    padding : int or (int, int), default 0
-        Zero padding, at most half the kernel.
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "valid", "same" or "full"
+        Zero padding; a negative side crops. A window of only padding averages to 0.
+    anchor : (int, int), optional
+        As for :class:`MaxPool2D`: only ``"same"`` padding depends on it.
     """
 
     operation = "avg-pool"

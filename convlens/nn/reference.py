@@ -18,16 +18,38 @@ Padding2D = tuple[Pair, Pair]
 
 
 def pad(x: np.ndarray, padding: Padding2D, value: float = 0.0) -> np.ndarray:
-    """Surround every channel with ``top, bottom, left, right`` rows and columns of ``value``."""
+    """Surround every channel with ``top, bottom, left, right`` rows and columns of ``value``.
+
+    ``xp[n, c, r, q] = x[n, c, r − top, q − left]`` where that lies inside ``x``, else
+    ``value``. A negative side makes ``xp`` smaller: it crops that many rows or columns.
+    """
     (top, bottom), (left, right) = padding
     N, C, H, W = x.shape
     xp = np.full((N, C, top + H + bottom, left + W + right), value, dtype=x.dtype)
     for n in range(N):
         for c in range(C):
-            for row in range(H):
-                for col in range(W):
-                    xp[n, c, top + row, left + col] = x[n, c, row, col]
+            for r in range(xp.shape[2]):
+                for q in range(xp.shape[3]):
+                    row, col = r - top, q - left
+                    if 0 <= row < H and 0 <= col < W:
+                        xp[n, c, r, q] = x[n, c, row, col]
     return xp
+
+
+def unpad(dxp: np.ndarray, padding: Padding2D, size: Pair) -> np.ndarray:
+    """The gradient of :func:`pad`: ``dx[n, c, row, col] = dxp[n, c, row + top, col + left]``
+    where that lies inside ``xp`` (padding is dropped); cropped pixels get 0."""
+    (top, _), (left, _) = padding
+    N, C = dxp.shape[:2]
+    dx = np.zeros((N, C, *size), dtype=dxp.dtype)
+    for n in range(N):
+        for c in range(C):
+            for row in range(size[0]):
+                for col in range(size[1]):
+                    r, q = row + top, col + left
+                    if 0 <= r < dxp.shape[2] and 0 <= q < dxp.shape[3]:
+                        dx[n, c, row, col] = dxp[n, c, r, q]
+    return dx
 
 
 def rotate180(kernel: np.ndarray) -> np.ndarray:
@@ -95,12 +117,12 @@ def conv2d_backward(
     and ``δ[n,o,i,j] · K[o,c,a,b]`` to ``dxp[n,c,p,q]``. Gathered from the side of one input
     pixel, the second sum is the seeds' *full convolution of δ with the 180°-rotated kernel*;
     the fast :func:`convlens.nn.conv.input_grad` computes it that way. Finally the padding
-    rows and columns are cut off: they were not part of the input.
+    rows and columns are cut off: they were not part of the input (and rows a negative
+    padding cropped get 0: no output read them).
     """
     N, C, H, W = x.shape
     O, _, kh, kw = weight.shape
     (sh, sw), (dh, dw) = stride, dilation
-    (top, _), (left, _) = padding
     K = rotate180(weight) if mode == "convolution" else weight
     xp = pad(x, padding)
     dxp = np.zeros_like(xp, dtype=np.result_type(dy, weight))
@@ -120,8 +142,7 @@ def conv2d_backward(
                                 dK[o, c, a, b] += g * xp[n, c, p, q]
                                 dxp[n, c, p, q] += g * K[o, c, a, b]
     dW = rotate180(dK) if mode == "convolution" else dK
-    dx = dxp[:, :, top : top + H, left : left + W]  # strip the padding
-    return dx, dW, db
+    return unpad(dxp, padding, (H, W)), dW, db  # strip the padding, give back the crop
 
 
 def conv2d_anchored_same(
@@ -165,7 +186,7 @@ def conv2d_anchored_same(
 
 
 def maxpool2d_forward(
-    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0)
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding2D = ((0, 0), (0, 0))
 ) -> tuple[np.ndarray, np.ndarray]:
     """``y[n,c,i,j] = max_{a,b} xp[n, c, i·s + a, j·s + b]`` (``xp`` padded with −∞).
 
@@ -173,9 +194,9 @@ def maxpool2d_forward(
     first maximum (integers, never coordinates as strings).
     """
     N, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    xp = pad(x, ((ph, ph), (pw, pw)), value=-np.inf)
-    Ho, Wo = output_size(H, kh, sh, 1, 2 * ph), output_size(W, kw, sw, 1, 2 * pw)
+    (kh, kw), (sh, sw) = kernel, stride
+    xp = pad(x, padding, value=-np.inf)
+    Ho, Wo = output_size(H, kh, sh, 1, sum(padding[0])), output_size(W, kw, sw, 1, sum(padding[1]))
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     argmax = np.zeros((N, C, Ho, Wo), dtype=np.int64)
     for n in range(N):
@@ -198,32 +219,32 @@ def maxpool2d_backward(
     argmax: np.ndarray,
     kernel: Pair,
     stride: Pair,
-    padding: Pair = (0, 0),
+    padding: Padding2D = ((0, 0), (0, 0)),
 ) -> np.ndarray:
     """Route each ``δ[n,c,i,j]`` to the winner of its window; the rest of the window gets 0.
 
     A pixel that wins several overlapping windows collects all of their gradients (``+=``).
     """
     N, C, H, W = x_shape
-    (_, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dy.dtype)
+    (_, kw), (sh, sw), ((top, bottom), (left, right)) = kernel, stride, padding
+    dxp = np.zeros((N, C, top + H + bottom, left + W + right), dtype=dy.dtype)
     for n in range(N):
         for c in range(C):
             for i in range(dy.shape[2]):
                 for j in range(dy.shape[3]):
                     a, b = divmod(int(argmax[n, c, i, j]), kw)
                     dxp[n, c, i * sh + a, j * sw + b] += dy[n, c, i, j]
-    return dxp[:, :, ph : ph + H, pw : pw + W]
+    return unpad(dxp, padding, (H, W))
 
 
 def avgpool2d_forward(
-    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair = (0, 0)
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding2D = ((0, 0), (0, 0))
 ) -> np.ndarray:
     """``y[n,c,i,j] = (1 / (kh·kw)) · Σ_{a,b} xp[n, c, i·s + a, j·s + b]`` (zeros count)."""
     N, C, H, W = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    xp = pad(x, ((ph, ph), (pw, pw)))
-    Ho, Wo = output_size(H, kh, sh, 1, 2 * ph), output_size(W, kw, sw, 1, 2 * pw)
+    (kh, kw), (sh, sw) = kernel, stride
+    xp = pad(x, padding)
+    Ho, Wo = output_size(H, kh, sh, 1, sum(padding[0])), output_size(W, kw, sw, 1, sum(padding[1]))
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
@@ -238,12 +259,16 @@ def avgpool2d_forward(
 
 
 def avgpool2d_backward(
-    dy: np.ndarray, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair = (0, 0)
+    dy: np.ndarray,
+    x_shape: tuple[int, ...],
+    kernel: Pair,
+    stride: Pair,
+    padding: Padding2D = ((0, 0), (0, 0)),
 ) -> np.ndarray:
     """Each window member got weight ``1/(kh·kw)``, so it receives ``δ / (kh·kw)``."""
     N, C, H, W = x_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dy.dtype)
+    (kh, kw), (sh, sw), ((top, bottom), (left, right)) = kernel, stride, padding
+    dxp = np.zeros((N, C, top + H + bottom, left + W + right), dtype=dy.dtype)
     for n in range(N):
         for c in range(C):
             for i in range(dy.shape[2]):
@@ -251,4 +276,105 @@ def avgpool2d_backward(
                     for a in range(kh):
                         for b in range(kw):
                             dxp[n, c, i * sh + a, j * sw + b] += dy[n, c, i, j] / (kh * kw)
-    return dxp[:, :, ph : ph + H, pw : pw + W]
+    return unpad(dxp, padding, (H, W))
+
+
+def pool2d_anchored_same(
+    x: np.ndarray, kernel: Pair, stride: Pair, anchor: Pair, maximum: bool
+) -> np.ndarray:
+    """``"same"`` pooling straight from the anchor's definition, with no padding arithmetic.
+
+    Window (i, j) holds the input pixels ``x[i·s + a − ay, j·s + b − ax]`` that lie inside the
+    image, (ay, ax) the anchor: the maximum of those, or their sum over the full window size
+    ``kh·kw`` (the pixels outside count as zeros in the mean).
+    """
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ay, ax) = kernel, stride, anchor
+    Ho, Wo = -(-H // sh), -(-W // sw)  # ⌈H / s⌉
+    y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    values = []
+                    for a in range(kh):
+                        for b in range(kw):
+                            row, col = i * sh + a - ay, j * sw + b - ax
+                            if 0 <= row < H and 0 <= col < W:
+                                values.append(x[n, c, row, col])
+                    y[n, c, i, j] = max(values) if maximum else sum(values) / (kh * kw)
+    return y
+
+
+# -- the backpropagation series' layout ----------------------------------------------------------
+# Its kernel has a *centre element* (ca, cb) at which the kernel's own axes start, so element
+# (a, b) of the stored kernel has the index (a − ca, b − cb); a flag chooses convolution
+# (g = 1: input (i·s − g·u)) or cross-correlation (g = −1: input (i·s + u)); the input is padded
+# by P on every side, and the output has ⌊(H + 2P − kh)/s⌋ + 1 rows.
+
+
+def series_conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: int,
+    padding: int,
+    centre: Pair,
+    convolution: bool,
+) -> np.ndarray:
+    """The series' convolution, one product at a time:
+
+    ``y[n, o, i, j] = b[o] + Σ_c Σ_u Σ_v W[o, c, u + ca, v + cb] · yP[n, c, i·s − g·u, j·s − g·v]``
+
+    with ``u`` from ``−ca`` to ``kh − 1 − ca``, ``yP`` the input zero-padded by P, and pixels
+    outside ``yP`` read as 0 (the series skips them).
+    """
+    N, C, H, W = x.shape
+    O, _, kh, kw = weight.shape
+    (ca, cb), P, s = centre, padding, stride
+    g = 1 if convolution else -1
+    yP = pad(x, ((P, P), (P, P)))
+    Ho, Wo = (H + 2 * P - kh) // s + 1, (W + 2 * P - kw) // s + 1
+    y = np.zeros((N, O, Ho, Wo), dtype=np.result_type(x, weight))
+    for n in range(N):
+        for o in range(O):
+            for i in range(Ho):
+                for j in range(Wo):
+                    total = bias[o] if bias is not None else 0.0
+                    for c in range(C):
+                        for u in range(-ca, kh - ca):
+                            for v in range(-cb, kw - cb):
+                                row, col = i * s - g * u, j * s - g * v
+                                if 0 <= row < yP.shape[2] and 0 <= col < yP.shape[3]:
+                                    total += weight[o, c, u + ca, v + cb] * yP[n, c, row, col]
+                    y[n, o, i, j] = total
+    return y
+
+
+def series_maxpool2d(
+    x: np.ndarray, window: Pair, stride: int, padding: int, centre: Pair, convolution: bool
+) -> np.ndarray:
+    """The series' max-pool: its window is a kernel with a centre element and the same flag,
+
+    ``y[n, c, i, j] = max_{u, v} yP[n, c, i·s − g·u, j·s − g·v]``
+
+    over the pixels of ``yP`` (the input padded by P with −∞) the window reaches.
+    """
+    N, C, H, W = x.shape
+    (kh, kw), (ca, cb), P, s = window, centre, padding, stride
+    g = 1 if convolution else -1
+    yP = pad(x, ((P, P), (P, P)), value=-np.inf)
+    Ho, Wo = (H + 2 * P - kh) // s + 1, (W + 2 * P - kw) // s + 1
+    y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    best = -np.inf
+                    for u in range(-ca, kh - ca):
+                        for v in range(-cb, kw - cb):
+                            row, col = i * s - g * u, j * s - g * v
+                            if 0 <= row < yP.shape[2] and 0 <= col < yP.shape[3]:
+                                best = max(best, yP[n, c, row, col])
+                    y[n, c, i, j] = best
+    return y

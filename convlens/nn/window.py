@@ -61,6 +61,69 @@ def explicit_padding(padding: Any, name: str = "padding", minimum: int | None = 
     raise ValueError(f"{name} must be {PADDING_FORMS}; got {brief(padding)}")
 
 
+def default_anchor(kernel: Pair) -> Pair:
+    """The kernel's centre element, rounding up-left for even sizes: ``((kh−1)//2, (kw−1)//2)``."""
+    return (kernel[0] - 1) // 2, (kernel[1] - 1) // 2
+
+
+def anchor_in(kernel: Pair, anchor: Any, name: str) -> Pair:
+    """``anchor`` as a pair (row, column) inside ``kernel``; None is :func:`default_anchor`.
+
+    Anything else, or an element outside the kernel, is a ValueError naming ``name``.
+    """
+    if anchor is None:
+        return default_anchor(kernel)
+    ay, ax = pair(anchor, name, 0)
+    if not (ay < kernel[0] and ax < kernel[1]):
+        raise ValueError(
+            f"{name} {(ay, ax)} lies outside the {show(kernel)} kernel "
+            f"(rows 0..{kernel[0] - 1}, columns 0..{kernel[1] - 1})"
+        )
+    return ay, ax
+
+
+def resolve_padding(
+    padding: PaddingSpec,
+    kernel: Pair,
+    dilation: Pair = (1, 1),
+    anchor: Pair | None = None,
+    mode: str = "correlation",
+    name: str = "padding",
+) -> Padding2D:
+    """Turn any padding spec into ``((top, bottom), (left, right))``.
+
+    ``"valid"`` is no padding; ``"full"`` is ``d·(k−1)`` on every side; ``"same"`` places
+    the anchor element on the input pixel each output belongs to, so output (i, j) sits on
+    input (i·s, j·s): for correlation ``top = ay·d, bottom = (kh−1−ay)·d``, for convolution
+    the kernel is rotated so the split is mirrored. Ints and pairs are explicit padding,
+    negative amounts crop. Anything else is a ValueError naming ``name``.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "full":
+            ext = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+            return (ext[0], ext[0]), (ext[1], ext[1])
+        if padding == "same":
+            anchor = default_anchor(kernel) if anchor is None else anchor
+            sides = []
+            for k, d, a in zip(kernel, dilation, anchor, strict=True):
+                before, after = a * d, (k - 1 - a) * d
+                sides.append((before, after) if mode == "correlation" else (after, before))
+            return sides[0], sides[1]
+        raise ValueError(f"{name} must be {PADDING_FORMS}; got {brief(padding)}")
+    return explicit_padding(padding, name)
+
+
+def written_padding(padding: PaddingSpec, resolved: Padding2D) -> str | Pair | Padding2D:
+    """The padding as a layer keeps it: a name as it is, explicit padding as ``(ph, pw)``
+    where both sides of each axis agree, else ``((top, bottom), (left, right))``."""
+    if isinstance(padding, str):
+        return padding
+    (t, b), (l, r) = resolved
+    return (t, l) if t == b and l == r else resolved
+
+
 def conv_output_size(
     size: Pair, kernel: Pair, stride: Pair, dilation: Pair, padding: Padding2D, who: str
 ) -> Pair:
