@@ -261,14 +261,21 @@ REFUSED = {
         {},
         "count_include_pad=0 with pads is not supported",
     ),
-    "uneven-pool-pads": (
+    "pad-before-relu": (
         [
-            helper.make_node(
-                "MaxPool", ["x"], ["y"], name="p", kernel_shape=[3, 3], pads=[1, 0, 0, 0]
-            )
+            helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+            helper.make_node("Relu", ["p"], ["y"], name="r"),
         ],
-        {},
-        "pads [1, 0, 0, 0] are not supported",
+        {"pads": np.array([0, 0, 1, 1, 0, 0, 1, 1])},
+        "node 'pad' (Pad) feeds Relu; convlens reads a constant Pad",
+    ),
+    "zeros-before-max-pool": (
+        [
+            helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+            helper.make_node("MaxPool", ["p"], ["y"], name="m", kernel_shape=[2, 2]),
+        ],
+        {"pads": np.array([0, 0, 1, 0, 0, 0, 0, 0])},
+        "node 'pad' (Pad) pads [[1, 0], [0, 0]] with 0.0 before MaxPool",
     ),
     "softmax-channels": (
         [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=1)],

@@ -5,6 +5,7 @@ cross-correlation kernel. convlens also knows how the padding was written (``"sa
 ``"full"``, an int), the anchor and the mode (correlation or convolution). Export keeps
 those three in a small *hint*; import rebuilds the layer from the hint only where it
 describes exactly the arithmetic the file holds, so a stale or altered hint changes nothing.
+Pools have a hint too: their padding as written and their anchor.
 """
 
 from __future__ import annotations
@@ -45,3 +46,24 @@ def hinted_conv(
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
     return layer if layer.padding2d == tuple(map(tuple, padding)) else None
+
+
+def pool_hint(layer: nn.MaxPool2D | nn.AvgPool2D) -> dict[str, Any]:
+    """A pool's settings other formats lose: the padding as written and the anchor."""
+    config = layer.config()
+    return {"padding": config["padding"], "anchor": config["anchor"]}
+
+
+def hinted_pool(
+    hint: Any, kind: type, kernel: Any, stride: Any, padding: Padding2D
+) -> nn.MaxPool2D | nn.AvgPool2D:
+    """The pool ``hint`` describes if it pads exactly ``padding``; else the pool of
+    ``padding`` as it is (default anchor)."""
+    if isinstance(hint, dict):
+        try:
+            layer = kind(kernel, stride, hint["padding"], hint["anchor"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            layer = None
+        if layer is not None and layer.padding2d == tuple(map(tuple, padding)):
+            return layer
+    return kind(kernel, stride, padding_spec(padding))

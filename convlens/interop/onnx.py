@@ -5,9 +5,12 @@ Export: each layer becomes the ONNX operator with the same arithmetic: ``Conv`` 
 pads ``[top, left, bottom, right]``; convolution mode stores the kernel already rotated
 180°), ``MaxPool``, ``AveragePool`` (``count_include_pad=1``, as convlens counts padding),
 ``Relu``/``Sigmoid``/``Tanh``, ``Softmax`` over the last axis, ``Flatten`` (C-order, like
-ours), ``Gemm`` for dense layers, ``Dropout`` (the identity at inference). A Conv node's
-``doc_string`` keeps the layer's convlens settings (mode, anchor, padding as written), so
-that :func:`load_onnx` gives back the very same layers.
+ours), ``Gemm`` for dense layers, ``Dropout`` (the identity at inference). Padding an ONNX
+Conv or pool cannot hold (a negative side, which crops; a pool's side as large as its
+kernel) goes into a ``Pad`` node just before it (constant: zeros, −∞ before a max-pool;
+negative pads crop). A Conv or pool node's ``doc_string`` keeps the layer's convlens
+settings (mode, anchor, padding as written), so that :func:`load_onnx` gives back the very
+same layers.
 
 Import (:func:`load_onnx`) reads the graph as data and never runs it: it walks the single
 chain of nodes from the graph's input to its output, turns each node into the convlens
@@ -31,7 +34,7 @@ import numpy as np
 from convlens import nn
 from convlens.nn.conv import effective_kernel
 
-from .common import conv_hint, hinted_conv, padding_spec
+from .common import conv_hint, hinted_conv, hinted_pool, padding_spec, pool_hint
 
 OPSET = 17
 
@@ -67,18 +70,29 @@ def export_onnx(
     nodes, initializers = [], []
     name = "input"
 
-    def constant(label: str, array: np.ndarray) -> str:
-        initializers.append(numpy_helper.from_array(np.array(array, np.float32, order="C"), label))
+    def constant(label: str, array: np.ndarray, dtype: type = np.float32) -> str:
+        initializers.append(numpy_helper.from_array(np.array(array, dtype, order="C"), label))
         return label
 
     for i, layer in enumerate(model.layers):
         out = "output" if i == len(model.layers) - 1 else f"layer{i}"
-        op, inputs, attributes = _node(layer, i, constant)
+        outside = _outside_padding(layer)
+        if outside is not None:  # crops, or pads more than the operator takes: a Pad node
+            (top, bottom), (left, right) = outside
+            pads = constant(f"{i}.pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
+            fill = constant(f"{i}.pad_value", -np.inf if isinstance(layer, nn.MaxPool2D) else 0)
+            nodes.append(
+                helper.make_node("Pad", [name, pads, fill], [f"{out}.padded"], name=f"{i}_Pad")
+            )
+            name = f"{out}.padded"
+        op, inputs, attributes = _node(layer, i, constant, outside is not None)
         node = helper.make_node(
             op, [name, *inputs], [out], name=f"{i}_{type(layer).__name__}", **attributes
         )
         if isinstance(layer, nn.Conv2D):  # how the layer was written, for load_onnx
             node.doc_string = json.dumps({"convlens": conv_hint(layer)})
+        elif isinstance(layer, (nn.MaxPool2D, nn.AvgPool2D)):
+            node.doc_string = json.dumps({"convlens": pool_hint(layer)})
         nodes.append(node)
         name = out
     if not model.layers:
@@ -99,8 +113,22 @@ def export_onnx(
     onnx.save(onnx_model, os.fspath(path))
 
 
-def _node(layer: nn.Layer, i: int, constant: Callable[[str, np.ndarray], str]):
-    """``(operator, extra inputs, attributes)`` for one layer."""
+def _outside_padding(layer: nn.Layer) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """A Conv's or pool's padding when the ONNX operator cannot hold it itself, else None:
+    ONNX ``pads`` are never negative, and onnxruntime's pools take only pads smaller than
+    the kernel."""
+    if not isinstance(layer, (nn.Conv2D, nn.MaxPool2D, nn.AvgPool2D)):
+        return None
+    limits = (np.inf, np.inf) if isinstance(layer, nn.Conv2D) else layer.kernel_size
+    for sides, limit in zip(layer.padding2d, limits, strict=True):
+        if min(sides) < 0 or max(sides) >= limit:
+            return layer.padding2d
+    return None
+
+
+def _node(layer: nn.Layer, i: int, constant: Callable[..., str], padded: bool = False):
+    """``(operator, extra inputs, attributes)`` for one layer; ``padded``: a Pad node before
+    it holds the layer's padding, so the operator pads nothing."""
     simple = {nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid", nn.Tanh: "Tanh"}
     if type(layer) in simple:
         return simple[type(layer)], [], {}
@@ -115,8 +143,10 @@ def _node(layer: nn.Layer, i: int, constant: Callable[[str, np.ndarray], str]):
         if layer.bias is not None:
             inputs.append(constant(f"{i}.bias", layer.bias.data))
         return "Gemm", inputs, {"transB": 1}
+    (top, bottom), (left, right) = getattr(layer, "padding2d", ((0, 0), (0, 0)))
+    if padded:
+        top = bottom = left = right = 0
     if isinstance(layer, nn.Conv2D):
-        (top, bottom), (left, right) = layer.padding2d
         inputs = [constant(f"{i}.weight", effective_kernel(layer.weight.data, layer.mode))]
         if layer.bias is not None:
             inputs.append(constant(f"{i}.bias", layer.bias.data))
@@ -128,11 +158,10 @@ def _node(layer: nn.Layer, i: int, constant: Callable[[str, np.ndarray], str]):
         }
         return "Conv", inputs, attributes
     if isinstance(layer, (nn.MaxPool2D, nn.AvgPool2D)):
-        ph, pw = layer.padding
         attributes = {
             "kernel_shape": list(layer.kernel_size),
             "strides": list(layer.stride),
-            "pads": [ph, pw, ph, pw],
+            "pads": [top, left, bottom, right],
         }
         if isinstance(layer, nn.AvgPool2D):
             return "AveragePool", [], {**attributes, "count_include_pad": 1}
@@ -152,10 +181,10 @@ MAX_ACTIVATION_VALUES = 2**26
 MAX_SHAPE_VALUES, MAX_SHAPE_DEPTH = 64, 16
 #: What :func:`load_onnx` reads, for the refusals.
 SUPPORTED = (
-    "Conv (group 1), Relu, Sigmoid, Tanh, MaxPool, AveragePool, GlobalAveragePool, "
-    "GlobalMaxPool, ReduceMean/ReduceMax over rows and columns, Flatten, a Reshape that "
-    "flattens, Gemm, MatMul (+ Add), Softmax over the last axis, Dropout and Identity, in a "
-    "single chain"
+    "Conv (group 1), Relu, Sigmoid, Tanh, MaxPool, AveragePool, a constant Pad of rows and "
+    "columns right before a Conv or pool, GlobalAveragePool, GlobalMaxPool, "
+    "ReduceMean/ReduceMax over rows and columns, Flatten, a Reshape that flattens, Gemm, "
+    "MatMul (+ Add), Softmax over the last axis, Dropout and Identity, in a single chain"
 )
 #: Advice for operators people meet often.
 HINTS = {
@@ -163,7 +192,8 @@ HINTS = {
     "convolution before it (torch.onnx.export does), or fold it yourself",
     "LogSoftmax": "export the model with Softmax, or without the last layer",
     "Transpose": "convlens is channels-first (N, C, H, W): export with NCHW input",
-    "Pad": "give the padding to the Conv or pool itself (zeros only)",
+    "Pad": "convlens reads a constant Pad of rows and columns right before a Conv or pool "
+    "(zeros; −∞ before a MaxPool)",
     "Add": "convlens reads Add only as the bias right after a MatMul",
 }
 #: ONNX tensor element types convlens reads: numpy dtype and the typed field that may hold them.
@@ -182,8 +212,9 @@ def load_onnx(path: str | os.PathLike, classes: list[str] | None = None) -> nn.S
     The graph is read as data, never run: the nodes from its input to its output must form
     a single chain of operators convlens has. ``Conv`` (pads, ``auto_pad``, strides,
     dilations; group 1), ``Relu``, ``Sigmoid``, ``Tanh``, ``MaxPool`` and ``AveragePool``
-    (symmetric pads of at most half the kernel; an average pool with padding must count it,
-    ``count_include_pad=1``; ``ceil_mode`` only where it adds no window), global pools
+    (an average pool with padding must count it, ``count_include_pad=1``; ``ceil_mode`` only
+    where it adds no window), a constant ``Pad`` of rows and columns right before a ``Conv``
+    or pool (negative pads crop; zeros, or −∞ before a ``MaxPool``), global pools
     (``GlobalAveragePool``, ``GlobalMaxPool``, or ``ReduceMean``/``ReduceMax`` over rows and
     columns, as PyTorch writes ``AdaptiveAvgPool2d(1)``), ``Flatten`` or a
     ``Reshape`` to ``(N, C·H·W)`` (its target shape may be computed by ``Shape``, ``Gather``,
@@ -313,6 +344,7 @@ class _GraphReader:
         self.arrays: dict[str, np.ndarray] = {}
         self.parameter_values = 0
         self.batch: int | None = None  # the input's batch size, when the graph fixes it
+        self.pad: tuple[Any, tuple[tuple[int, int], tuple[int, int]], float] | None = None
 
     # -- the chain ----------------------------------------------------------------------------
     def read(self) -> nn.Sequential:
@@ -344,6 +376,8 @@ class _GraphReader:
                     )
             layers.extend(made)
             self.shapes[name] = shape
+        if self.pad is not None:
+            raise ValueError(f"{self._where(self.pad[0])} ends the graph; {HINTS['Pad']}")
         if [n for n in self.consumers[name] if n.op_type != "Shape"]:
             raise ValueError(
                 f"{self.path}: the output {_short(name)!r} also feeds other nodes; convlens "
@@ -429,6 +463,11 @@ class _GraphReader:
         out = node.output[0] if node.output else ""
         if not out:
             raise ValueError(f"{self._where(node)} has no output")
+        if self.pad is not None and op not in ("Conv", "MaxPool", "AveragePool"):
+            raise ValueError(f"{self._where(self.pad[0])} feeds {_short(op)}; {HINTS['Pad']}")
+        if op == "Pad":
+            self.pad = (node, *self._pad(node, shape))
+            return [], out
         if op in simple:
             return [simple[op]()], out
         if op == "Identity":
@@ -502,6 +541,7 @@ class _GraphReader:
         stride = self._ints(node, attributes, "strides", [1, 1], minimum=1)
         dilation = self._ints(node, attributes, "dilations", [1, 1], minimum=1)
         padding = self._pads(node, attributes, (H, W), kernel, stride, dilation)
+        padding = self._padded_before(node, attributes, padding, 0.0)
         bias = self._weight(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
         if bias is not None and bias.shape != (M,):
             raise ValueError(
@@ -527,20 +567,18 @@ class _GraphReader:
         stride = self._ints(node, attributes, "strides", [1, 1], minimum=1)
         if self._ints(node, attributes, "dilations", [1, 1], minimum=1) != [1, 1]:
             raise ValueError(f"{self._where(node)}: dilated pools are not supported")
-        (top, bottom), (left, right) = padding = self._pads(
-            node, attributes, (H, W), kernel, stride, [1, 1]
-        )
-        if top != bottom or left != right or top > kernel[0] // 2 or left > kernel[1] // 2:
-            raise ValueError(
-                f"{self._where(node)}: pads {[top, left, bottom, right]} are not supported; "
-                "convlens pools pad the same on both sides, at most half the kernel"
-            )
+        padding = self._pads(node, attributes, (H, W), kernel, stride, [1, 1])
         average = node.op_type == "AveragePool"
-        if average and (top or left) and self._int(node, attributes, "count_include_pad", 0) != 1:
+        if (
+            average
+            and max(map(max, padding))
+            and self._int(node, attributes, "count_include_pad", 0) != 1
+        ):
             raise ValueError(
                 f"{self._where(node)}: count_include_pad=0 with pads is not supported; convlens "
                 "averages over the whole window, padding included (count_include_pad=1)"
             )
+        padding = self._padded_before(node, attributes, padding, 0.0 if average else -np.inf)
         if self._int(node, attributes, "ceil_mode", 0):
             for size, k, s, (before, after) in zip((H, W), kernel, stride, padding, strict=True):
                 if (size + before + after - k) % s:
@@ -548,7 +586,59 @@ class _GraphReader:
                         f"{self._where(node)}: ceil_mode=1 adds a partial window here, which "
                         "convlens pools do not have (export with ceil_mode=False)"
                     )
-        return (nn.AvgPool2D if average else nn.MaxPool2D)(kernel, stride, (top, left))
+        pool = nn.AvgPool2D if average else nn.MaxPool2D
+        return hinted_pool(_doc_hint(node.doc_string), pool, kernel, stride, padding)
+
+    def _pad(self, node: Any, shape: tuple[int, ...]) -> tuple[Any, float]:
+        """A constant Pad of rows and columns: ``((top, bottom), (left, right))`` and its value."""
+        self._rank(node, shape, 3)
+        attributes = self._attributes(node)
+        mode = attributes.get("mode", b"constant")
+        if (mode.decode(errors="replace") if isinstance(mode, bytes) else str(mode)) != "constant":
+            raise ValueError(f"{self._where(node)}: mode {_short(mode)!r}; {HINTS['Pad']}")
+        if self.opset < 11:
+            pads = self._ints(node, attributes, "pads", None, 8, minimum=-(2**20))
+            value = self._float(node, attributes, "value", 0.0)
+        else:
+            inputs = [*node.input, "", "", ""]
+            if not inputs[1] or inputs[3]:
+                raise ValueError(f"{self._where(node)}: pads for every axis are needed (no axes)")
+            pads = self._array(inputs[1], node, "pads", False)
+            if pads.dtype.kind not in "iu":
+                raise ValueError(f"{self._where(node)}: pads must be integers, got {pads.dtype}")
+            pads = [int(v) for v in pads.reshape(-1)]
+            value = self._array(inputs[2], node, "value", True) if inputs[2] else np.zeros(1)
+            if len(pads) != 8 or value.size != 1:
+                raise ValueError(f"{self._where(node)}: pads must be 8 integers and value one")
+            value = float(value.reshape(-1)[0])
+        if any(pads[k] for k in (0, 1, 4, 5)) or max(map(abs, pads)) > 2**20:
+            raise ValueError(f"{self._where(node)}: pads {_short(pads)}; {HINTS['Pad']}")
+        return ((pads[2], pads[6]), (pads[3], pads[7])), value
+
+    def _padded_before(
+        self, node: Any, attributes: dict[str, Any], padding: Any, fill: float
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``padding`` with a Pad node's just before ``node`` added, where the two compose:
+        the Pad's value must be ``fill`` wherever it pads, and no side may both crop and pad."""
+        if self.pad is None:
+            return padding
+        pad_node, before, value = self.pad
+        self.pad = None
+        auto = attributes.get("auto_pad", b"NOTSET")
+        if (auto.decode(errors="replace") if isinstance(auto, bytes) else str(auto)) not in (
+            "NOTSET", "", "VALID"
+        ):  # fmt: skip
+            raise ValueError(f"{self._where(node)}: auto_pad after a Pad is not supported")
+        (t, b), (l, r) = before
+        (ot, ob), (ol, orr) = padding
+        sides = [(t, ot), (b, ob), (l, ol), (r, orr)]  # (the Pad's, the operator's) per side
+        if (max(t, b, l, r) > 0 and value != fill) or any(p * q < 0 for p, q in sides):
+            raise ValueError(
+                f"{self._where(pad_node)} pads {[list(b) for b in before]} with {value} before "
+                f"{_short(node.op_type)} pads {[list(p) for p in padding]}; {HINTS['Pad']}, "
+                "and never crops a side the operator pads"
+            )
+        return (t + ot, b + ob), (l + ol, r + orr)
 
     def _reduce(self, node: Any, shape: tuple[int, ...]) -> list[nn.Layer]:
         """A mean or maximum over rows and columns: a global pool (how the dynamo exporter

@@ -227,13 +227,13 @@ def _pool(kind: str, cfg: dict[str, Any], shape: tuple[int, ...]) -> nn.Layer:
     stride = tuple(cfg.get("strides") or kernel)
     padding = _padding(cfg, (H, W), kernel, stride, (1, 1), name)
     (t, b), (l, r) = ((0, 0), (0, 0)) if padding == "valid" else padding
-    if t != b or l != r or (kind == "AveragePooling2D" and t + l > 0):
+    if kind == "AveragePooling2D" and t + b + l + r > 0:
         raise ValueError(
-            f"layer {name}: {kind} with padding 'same' here pads ({t}, {b}, {l}, {r}), which "
-            "convlens's pools do not reproduce (symmetric only; average pools count padding)"
+            f"layer {name}: {kind} with padding 'same' here pads ({t}, {b}, {l}, {r}) and leaves "
+            "the padding out of the mean, which convlens's average pool counts"
         )
     pool = nn.MaxPool2D if kind == "MaxPooling2D" else nn.AvgPool2D
-    return pool(kernel, stride, (t, l))
+    return pool(kernel, stride, ((t, b), (l, r)))
 
 
 def _dense(

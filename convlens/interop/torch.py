@@ -21,7 +21,7 @@ import numpy as np
 from convlens import nn
 from convlens.nn.conv import effective_kernel, resolve_padding
 
-from .common import conv_hint, hinted_conv, padding_spec
+from .common import conv_hint, hinted_conv, hinted_pool, padding_spec, pool_hint
 
 #: The attribute of a convolution twin that keeps its convlens settings.
 HINT = "convlens_settings"
@@ -42,7 +42,9 @@ def to_torch(model: nn.Sequential) -> Any:
     ``torch.nn`` namesakes (``Conv2D`` → ``Conv2d``, ``Dense`` → ``Linear``, pools with
     the same padding, ``Softmax(dim=-1)``, ...). A convolution whose padding differs
     between sides, or in convolution mode (a 180°-rotated kernel), becomes a
-    :class:`~convlens.interop.torch_layers.PaddedConv2d`, so every convlens configuration
+    :class:`~convlens.interop.torch_layers.PaddedConv2d`, and a pool whose padding
+    PyTorch's pools do not take (sides that differ, more than half the kernel, cropping) a
+    :class:`~convlens.interop.torch_layers.PaddedPool2d`, so every convlens configuration
     has a twin. Dtypes are kept; nested Sequentials stay nested.
 
     Parameters
@@ -87,10 +89,10 @@ def _twin(layer: nn.Layer) -> Any:
         return torch.nn.Softmax(dim=-1)
     if isinstance(layer, nn.Dropout):
         return torch.nn.Dropout(layer.p)
-    if isinstance(layer, nn.MaxPool2D):
-        return torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-    if isinstance(layer, nn.AvgPool2D):
-        return torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+    if isinstance(layer, (nn.MaxPool2D, nn.AvgPool2D)):
+        twin = _pool_twin(layer)
+        setattr(twin, HINT, pool_hint(layer))
+        return twin
     if isinstance(layer, nn.Dense):
         twin = torch.nn.Linear(layer.in_features, layer.out_features, layer.bias is not None)
     elif isinstance(layer, nn.Conv2D):
@@ -119,6 +121,23 @@ def _conv_twin(layer: nn.Conv2D) -> Any:
     return PaddedConv2d(
         *shared, layer.padding2d, layer.dilation, layer.mode, bias=layer.bias is not None
     )
+
+
+def _pool_twin(layer: nn.MaxPool2D | nn.AvgPool2D) -> Any:
+    """PyTorch's own pool where it pads alike on both sides, by at most half the kernel;
+    else a :class:`~convlens.interop.torch_layers.PaddedPool2d`."""
+    import torch
+
+    from .torch_layers import PaddedPool2d
+
+    (top, bottom), (left, right) = layer.padding2d
+    maximum = isinstance(layer, nn.MaxPool2D)
+    kh, kw = layer.kernel_size
+    if top == bottom and left == right and 0 <= top <= kh // 2 and 0 <= left <= kw // 2:
+        pool = torch.nn.MaxPool2d if maximum else torch.nn.AvgPool2d
+        return pool(layer.kernel_size, layer.stride, (top, left))
+    kind = "max" if maximum else "avg"
+    return PaddedPool2d(kind, layer.kernel_size, layer.stride, layer.padding2d)
 
 
 # -- from PyTorch -----------------------------------------------------------------------------
@@ -229,7 +248,7 @@ def _input_shape(value: Any) -> tuple[int, int, int]:
 
 def _from_module(m: Any, shape: tuple[int, ...], torch: Any) -> nn.Layer | None:
     """The convlens layer for one module (None for Identity); ValueError if there is none."""
-    from .torch_layers import PaddedConv2d
+    from .torch_layers import PaddedConv2d, PaddedPool2d
 
     simple = {torch.nn.ReLU: nn.ReLU, torch.nn.Sigmoid: nn.Sigmoid, torch.nn.Tanh: nn.Tanh}
     kind = type(m)
@@ -241,6 +260,10 @@ def _from_module(m: Any, shape: tuple[int, ...], torch: Any) -> nn.Layer | None:
         return _conv(m, torch, PaddedConv2d)
     if kind in (torch.nn.MaxPool2d, torch.nn.AvgPool2d):
         return _pool(m, shape, torch)
+    if kind is PaddedPool2d:
+        pool = nn.MaxPool2D if m.kind == "max" else nn.AvgPool2D
+        padding = tuple(map(tuple, m.padding))
+        return hinted_pool(getattr(m, HINT, None), pool, m.kernel_size, m.stride, padding)
     if kind in (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d):
         return _adaptive_pool(m, shape, torch)
     if kind is torch.nn.Flatten:
@@ -331,7 +354,9 @@ def _pool(m: Any, shape: tuple[int, ...], torch: Any) -> nn.Layer:
                 raise ValueError(
                     "ceil_mode=True adds a partial window here, which convlens pools do not have"
                 )
-    return (nn.MaxPool2D if maximum else nn.AvgPool2D)(kernel, stride, padding)
+    pool = nn.MaxPool2D if maximum else nn.AvgPool2D
+    ph, pw = padding
+    return hinted_pool(getattr(m, HINT, None), pool, kernel, stride, ((ph, ph), (pw, pw)))
 
 
 def _adaptive_pool(m: Any, shape: tuple[int, ...], torch: Any) -> nn.Layer:

@@ -46,3 +46,33 @@ class PaddedConv2d(torch.nn.Module):
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
             f"mode={self.mode!r}, bias={self.bias is not None}"
         )
+
+
+class PaddedPool2d(torch.nn.Module):
+    """A max or average pool with its own padding on each side: the twin of a
+    :class:`convlens.nn.MaxPool2D` or :class:`convlens.nn.AvgPool2D` whose padding PyTorch's
+    pools do not take (different sides, more than half the kernel, or negative).
+
+    ``forward`` pads the input by ``((top, bottom), (left, right))`` — with −∞ for
+    ``"max"``, zeros (counted in the mean) for ``"avg"``; negative amounts crop — then pools
+    with no padding of its own.
+    """
+
+    def __init__(
+        self, kind: str, kernel_size: tuple[int, int], stride: tuple[int, int], padding: Padding2D
+    ) -> None:
+        super().__init__()
+        self.kind, self.kernel_size, self.stride, self.padding = kind, kernel_size, stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (top, bottom), (left, right) = self.padding
+        value = float("-inf") if self.kind == "max" else 0.0
+        x = F.pad(x, (left, right, top, bottom), value=value)
+        pool = F.max_pool2d if self.kind == "max" else F.avg_pool2d
+        return pool(x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.kind!r}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}"
+        )
