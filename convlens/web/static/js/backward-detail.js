@@ -504,23 +504,26 @@ function maxPool(p, ctx, layer) {
   const [c, hh, ww] = p.index;
   const [C, H, W] = layer.input_shape;
   const [, Ho, Wo] = layer.output_shape;
-  const { kernel_size: [kh, kw], stride: [sh, sw], padding: [ph, pw] } = layer.config;
+  const { kernel_size: [kh, kw], stride: [sh, sw] } = layer.config;
+  const [[ph, pb], [pw, pr]] = layer.padding2d.map((side) => side.map((p) => Math.max(p, 0))); // drawn padding
+  const [[top], [left]] = layer.padding2d; // window (i, j) starts at input (i·sh − top, j·sw − left)
   const x = (ctx.layer === 0 ? ctx.trace.input : ctx.trace.layers[ctx.layer - 1].output).data.subarray(c * H * W, (c + 1) * H * W);
   const argmax = ctx.trace.layers[ctx.layer].state.argmax.data.subarray(c * Ho * Wo, (c + 1) * Ho * Wo);
   const wins = new Map();
   for (let i = 0; i < Ho; i++) {
     for (let j = 0; j < Wo; j++) {
       const k = argmax[i * Wo + j];
-      const key = `${i * sh + Math.floor(k / kw) - ph},${j * sw + (k % kw) - pw}`;
+      const key = `${i * sh + Math.floor(k / kw) - top},${j * sw + (k % kw) - left}`;
       wins.set(key, (wins.get(key) || 0) + 1);
     }
   }
-  const size = Math.max(4, Math.min(22, Math.floor(440 / Math.max(H + 2 * ph, W + 2 * pw))));
+  const [fullW, fullH] = [W + pw + pr, H + ph + pb];
+  const size = Math.max(4, Math.min(22, Math.floor(440 / Math.max(fullH, fullW))));
   const limit = Math.max(1e-12, ...Array.from(x, Math.abs));
   const picture = svg('svg', {
-    class: 'mask', width: (W + 2 * pw) * size, height: (H + 2 * ph) * size, role: 'img',
+    class: 'mask', width: fullW * size, height: fullH * size, role: 'img',
     'aria-label': `channel ${c} of the pool's input with the winner of every window marked`,
-  }, svg('rect', { class: 'padding', width: (W + 2 * pw) * size, height: (H + 2 * ph) * size }, svg('title', {}, 'padding (−∞: never wins)')));
+  }, svg('rect', { class: 'padding', width: fullW * size, height: fullH * size }, svg('title', {}, 'padding (−∞: never wins)')));
   const plane = svg('g', { transform: `translate(${pw * size} ${ph * size})` }); // input coordinates
   picture.append(plane);
   for (let r = 0; r < H; r++) {
@@ -529,11 +532,11 @@ function maxPool(p, ctx, layer) {
     }
   }
   if (sh === kh && sw === kw) { // non-overlapping windows: draw their borders
-    for (let i = 0; i <= Ho; i++) plane.append(svg('line', { class: 'win-line', x1: -pw * size, x2: (W + pw) * size, y1: (i * sh - ph) * size, y2: (i * sh - ph) * size }));
-    for (let j = 0; j <= Wo; j++) plane.append(svg('line', { class: 'win-line', y1: -ph * size, y2: (H + ph) * size, x1: (j * sw - pw) * size, x2: (j * sw - pw) * size }));
+    for (let i = 0; i <= Ho; i++) plane.append(svg('line', { class: 'win-line', x1: -pw * size, x2: (W + pr) * size, y1: (i * sh - top) * size, y2: (i * sh - top) * size }));
+    for (let j = 0; j <= Wo; j++) plane.append(svg('line', { class: 'win-line', y1: -ph * size, y2: (H + pb) * size, x1: (j * sw - left) * size, x2: (j * sw - left) * size }));
   }
   for (const [i, j] of p.windows) {
-    plane.append(svg('rect', { class: 'chosen-window', x: (j * sw - pw) * size, y: (i * sh - ph) * size, width: kw * size, height: kh * size }));
+    plane.append(svg('rect', { class: 'chosen-window', x: (j * sw - left) * size, y: (i * sh - top) * size, width: kw * size, height: kh * size }));
   }
   for (const [key, count] of wins) { // a dot per winner; the number of windows it won if more than one
     const [r, q] = key.split(',').map(Number);
@@ -550,7 +553,7 @@ function maxPool(p, ctx, layer) {
     h('div', { class: 'mask-wrap' }, picture),
     h('p', { class: 'keys small' },
       h('span', { class: 'key key-winner' }), 'winner of a window (2: of two) ',
-      ph || pw ? [h('span', { class: 'key key-pad' }), 'padding (−∞) '] : null, h('span', { class: 'key key-clicked' }), `x[${c}, ${hh}, ${ww}] `,
+      ph || pw || pb || pr ? [h('span', { class: 'key key-pad' }), 'padding (−∞) '] : null, h('span', { class: 'key key-clicked' }), `x[${c}, ${hh}, ${ww}] `,
       p.windows.length ? [h('span', { class: 'key key-chosen' }), 'the windows it won'] : null),
     p.windows.length
       ? [h('ul', { class: 'gd-list' }, p.windows.map(([i, j], n) => h('li', { 'data-role': 'grad-product', 'data-value': String(p.deltas[n]) },

@@ -103,7 +103,7 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
 
   function buildElastic(payload) {
     const g = windowGeometry(config, payload, [H, W], [outH, outW]);
-    const pad = { top: g.top, bottom: g.bottom, left: g.left, right: g.right };
+    const pad = { top: Math.max(0, g.top), bottom: g.bottom, left: Math.max(0, g.left), right: g.right }; // cropping draws none
     const stacked = C <= FEW_CHANNELS; // few channels: one row each, the sum to their right
     const room = elastic.clientWidth || 1160; // the view is on the page by the time an explanation arrives
     const size = stacked ? Math.min(120, Math.floor(440 / C)) : Math.max(36, Math.min(104, Math.floor(room / C) - 16));

@@ -65,7 +65,7 @@ export function pooling({ store, model, trace, layer, channel: c, memory }) {
 
   function buildMaps(payload) {
     const g = windowGeometry(config, payload, [H, W], [outH, outW]);
-    const pad = { top: g.top, bottom: g.bottom, left: g.left, right: g.right };
+    const pad = { top: Math.max(0, g.top), bottom: g.bottom, left: Math.max(0, g.left), right: g.right }; // cropping draws none
     const input = new MapView({ rows: H, cols: W, pad, size: 260, label: `input channel ${c}` });
     input.paintData(x.data, c * H * W, H * W, limitFor(store, layer, c));
     if (outSize <= MOST_WINDOWS) {
@@ -109,11 +109,15 @@ export function pooling({ store, model, trace, layer, channel: c, memory }) {
     ? 'Each window keeps only its largest value (outlined): the strongest response survives, the map shrinks,'
       + ' and small shifts of the input change little.'
     : 'Each window is replaced by the mean of its values; zero padding counts in the mean.';
+  const padding = typeof config.padding === 'string' ? `“${config.padding}”`
+    : config.padding.every(Number.isInteger) ? config.padding.join('×') : JSON.stringify(config.padding);
   const element = h('div', { class: 'pool-view' },
     h('div', { class: 'params' },
       param('kernel', config.kernel_size.join('×')), param('stride', config.stride.join('×')),
-      param('padding', config.padding.join('×'),
-        isMax ? 'padded with −∞: padding never wins' : 'zero padding, counted in the mean'),
+      param('padding', padding,
+        isMax ? 'padded with −∞: padding never wins; a negative side crops' : 'zero padding, counted in the mean; a negative side crops'),
+      config.anchor && param('anchor', `(${config.anchor.join(', ')})`,
+        'the window element that sits on the input pixel an output belongs to; it decides how “same” padding is split'),
       param('parameters', 'none: pooling learns nothing')),
     h('p', { class: 'muted fine', text: explainText }),
     poolFormula(isMax, config),
