@@ -77,7 +77,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if result.test is not None:
         test, n = result.test, result.test.confusion.sum()
-        print(f"test accuracy {test.accuracy:.4f} (loss {test.loss:.4f}) on {n} images")
+        loss = f"{test.loss_name} loss {test.loss:.4f}"
+        print(f"test accuracy {test.accuracy:.4f} ({loss}) on {n} images")
     print(f"wrote {result.out / 'model.safetensors'} and, beside it, history.json, curves.png, "
           "confusion.png and checkpoint.safetensors")  # fmt: skip
     return 0
@@ -85,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import dataset_info, load_dataset
-    from .train import evaluate, plot_confusion
+    from .train import evaluate, plot_confusion, trained_loss
 
     model = load_any_model(args.model)
     info = dataset_info(args.dataset)
@@ -95,8 +96,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"but {args.dataset} has {info.input_shape}"
         )
     x, y = load_dataset(args.dataset, args.split, progress=not args.quiet)
-    result = evaluate(model, x, y, args.batch_size)
-    summary = f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f}, {len(y)} images"
+    result = evaluate(model, x, y, args.batch_size, args.loss or trained_loss(model))
+    loss = f"{result.loss_name} loss {result.loss:.4f}"
+    summary = f"accuracy {result.accuracy:.4f}, {loss}, {len(y)} images"
     print(f"{args.dataset} {args.split}: {summary}")
     for name, accuracy in zip(info.classes, result.per_class_accuracy, strict=True):
         print(f"  {name:>12}  {accuracy:.4f}")
@@ -110,6 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             "split": args.split,
             "accuracy": result.accuracy,
             "loss": result.loss,
+            "loss_function": result.loss_name,
             "per_class_accuracy": dict(
                 zip(info.classes, result.per_class_accuracy.tolist(), strict=True)
             ),
@@ -200,7 +203,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
     from .models import PRESETS
-    from .train import TrainConfig
+    from .train import LOSSES, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -239,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.optimizer,
         choices=("adam", "sgd"),
         help="(default: %(default)s)",
+    )
+    train.add_argument(
+        "--loss",
+        default=defaults.loss,
+        choices=tuple(LOSSES),
+        help="cross-entropy on the logits, or mse: MSE between their softmax and one-hot "
+        "targets, as the backpropagation series trains first (default: %(default)s)",
     )
     train.add_argument(
         "--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)"
@@ -308,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--split", default="test", help="(default: %(default)s)")
     evaluate.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    evaluate.add_argument(
+        "--loss",
+        default=None,
+        choices=tuple(LOSSES),
+        help="the loss to report (default: the one the model was trained with, from its "
+        "metadata, else cross-entropy)",
+    )
     evaluate.add_argument(
         "--out", default=None, help="folder for confusion.png and evaluation.json"
     )

@@ -74,8 +74,8 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, monkeypatch):
     real_evaluate = trainer_module.evaluate
     val_losses = iter([1.0, 0.5, 0.7, 0.9, 1.1])
 
-    def fake_evaluate(model, x, y, batch_size=256):
-        result = real_evaluate(model, x, y, batch_size)
+    def fake_evaluate(model, x, y, batch_size=256, loss="cross-entropy"):
+        result = real_evaluate(model, x, y, batch_size, loss)
         result.loss = next(val_losses)
         return result
 

@@ -11,7 +11,7 @@ from .conv import Conv2D, conv2d
 from .dense import Dense, Dropout, Flatten
 from .gradcheck import GradcheckResult, gradcheck
 from .layer import Layer, manual_seed
-from .loss import CrossEntropyLoss, Loss, MSELoss
+from .loss import CrossEntropyLoss, Loss, MSELoss, SoftmaxMSELoss
 from .memory import keep_freed_memory
 from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
@@ -39,6 +39,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "SoftmaxMSELoss",
     "Tanh",
     "conv2d",
     "get_num_threads",

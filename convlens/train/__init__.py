@@ -6,9 +6,19 @@
 
 from .checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
 from .plots import plot_confusion, plot_history
-from .trainer import Evaluation, TrainConfig, TrainingDiverged, TrainResult, evaluate, train
+from .trainer import (
+    LOSSES,
+    Evaluation,
+    TrainConfig,
+    TrainingDiverged,
+    TrainResult,
+    evaluate,
+    train,
+    trained_loss,
+)
 
 __all__ = [
+    "LOSSES",
     "Checkpoint",
     "Evaluation",
     "TrainConfig",
@@ -21,4 +31,5 @@ __all__ = [
     "plot_history",
     "save_checkpoint",
     "train",
+    "trained_loss",
 ]

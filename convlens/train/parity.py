@@ -1,7 +1,9 @@
 """Train the same network in convlens and in PyTorch, side by side, and compare.
 
 Both start from identical weights (:func:`convlens.interop.to_torch` copies them), see
-identical batches in identical order, and take SGD-with-momentum steps by the same rule.
+identical batches in identical order, and take SGD-with-momentum steps by the same rule,
+on the same loss: cross-entropy, or the series' MSE between the softmax and one-hot
+targets (PyTorch: ``F.mse_loss(softmax(z), one_hot(t))``).
 In float64 the two loss curves must agree to rounding; in float32 they drift apart only as
 rounding accumulates. Needs PyTorch (``pip install torch==2.13.0``).
 """
@@ -49,6 +51,7 @@ def run_parity(
     lr: float = 0.01,
     momentum: float = 0.9,
     seed: int = 0,
+    loss: str = "cross-entropy",
 ) -> ParityResult:
     """Train ``make_model()`` and its PyTorch twin on ``train``; evaluate both on ``test``.
 
@@ -61,16 +64,26 @@ def run_parity(
     dtype : np.float32 or np.float64
     epochs, batch_size, lr, momentum, seed
         SGD with momentum; ``seed`` fixes the initial weights and the batch order.
+    loss : {"cross-entropy", "mse"}
+        As for ``convlens train --loss``.
     """
     import torch
     import torch.nn.functional as F
+
+    from .trainer import LOSSES
+
+    def torch_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if loss == "mse":  # the mean over every sample and class, as nn.SoftmaxMSELoss
+            onehot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+            return F.mse_loss(torch.softmax(logits, dim=1), onehot)
+        return F.cross_entropy(logits, target)
 
     nn.manual_seed(seed)
     model = make_model().astype(dtype)
     twin = to_torch(model)
     optimizer = nn.SGD(model.parameters(), lr, momentum=momentum)
     optimizer_t = torch.optim.SGD(twin.parameters(), lr, momentum=momentum)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = LOSSES[loss]()
     x, y = train[0].astype(dtype), train[1]
     rng = np.random.default_rng(seed)
     losses, torch_losses, seconds, torch_seconds = [], [], 0.0, 0.0
@@ -88,7 +101,7 @@ def run_parity(
             seconds += time.perf_counter() - began
 
             began = time.perf_counter()
-            loss_t = F.cross_entropy(twin(torch.from_numpy(xb)), torch.from_numpy(yb))
+            loss_t = torch_loss(twin(torch.from_numpy(xb)), torch.from_numpy(yb))
             optimizer_t.zero_grad()
             loss_t.backward()
             optimizer_t.step()

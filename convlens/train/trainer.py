@@ -39,6 +39,11 @@ from .plots import plot_confusion, plot_history
 
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
+#: The losses a run can train with, by their ``--loss`` names. Both take the model's logits:
+#: ``"mse"`` is the backpropagation series' first loss, MSE between the softmax of the
+#: logits and one-hot targets (for two classes, a sigmoid of the logits' difference; see
+#: :class:`convlens.nn.SoftmaxMSELoss`).
+LOSSES = {"cross-entropy": nn.CrossEntropyLoss, "mse": nn.SoftmaxMSELoss}
 #: Files whose presence means a folder already holds a run.
 RUN_FILES = ("checkpoint.safetensors", "model.safetensors", "history.json")
 #: Everything a run writes (see the module's docstring).
@@ -61,6 +66,9 @@ class TrainConfig:
         A name from :data:`convlens.data.DATASETS`.
     epochs, batch_size : int
     optimizer : {"adam", "sgd"}
+    loss : {"cross-entropy", "mse"}
+        What the run minimises (:data:`LOSSES`); kept in the model's metadata as ``"loss"``,
+        and validation and test losses are this loss too.
     lr, momentum, weight_decay : float
         ``momentum`` applies to SGD only.
     seed : int
@@ -84,6 +92,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"
+    loss: str = "cross-entropy"
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -104,6 +113,7 @@ class TrainConfig:
             (0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
             (self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}"),
+            (self.loss in LOSSES, "loss", f"must be one of {tuple(LOSSES)}"),
             (self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}"),
             (self.val_split is None or 0 <= self.val_split < 1, "val_split", "must be in [0, 1)"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
@@ -118,11 +128,13 @@ class TrainConfig:
 
 @dataclass
 class Evaluation:
-    """Loss, accuracy and confusion matrix of a model on labelled data."""
+    """Loss, accuracy and confusion matrix of a model on labelled data; ``loss_name`` says
+    which loss ``loss`` is (a name from :data:`LOSSES`)."""
 
     loss: float
     accuracy: float
     confusion: np.ndarray  # (K, K): rows true class, columns predicted
+    loss_name: str = "cross-entropy"
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -145,17 +157,25 @@ class TrainResult:
 
 
 def evaluate(
-    model: nn.Sequential, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+    model: nn.Sequential,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 256,
+    loss: str = "cross-entropy",
 ) -> Evaluation:
-    """Mean cross-entropy, accuracy and confusion matrix, in evaluation mode (no dropout).
+    """Mean loss (``loss``: a name from :data:`LOSSES`), accuracy and confusion matrix, in
+    evaluation mode (no dropout).
 
-    ``x`` is cast to the model's dtype batch by batch.
+    ``x`` is cast to the model's dtype batch by batch. A trained model's own loss is
+    :func:`trained_loss`.
     """
     integer(batch_size, "batch_size", minimum=1)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
     dtype = model.parameters()[0].data.dtype if model.parameters() else x.dtype
     was_training = model.training
     model.eval()
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = LOSSES[loss]()
     total_loss, predictions = 0.0, []
     for start in range(0, len(x), batch_size):
         logits = model.forward(x[start : start + batch_size].astype(dtype, copy=False))
@@ -167,7 +187,14 @@ def evaluate(
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (y, predicted), 1)
     n = max(len(x), 1)
-    return Evaluation(total_loss / n, float((predicted == y).sum() / n), confusion)
+    return Evaluation(total_loss / n, float((predicted == y).sum() / n), confusion, loss)
+
+
+def trained_loss(model: nn.Sequential) -> str:
+    """The loss ``model`` was trained with (its metadata's ``"loss"``, written by
+    :func:`train`), else ``"cross-entropy"``."""
+    loss = model.metadata.get("loss")
+    return loss if loss in LOSSES else "cross-entropy"
 
 
 def train(
@@ -228,8 +255,9 @@ def train(
         optimizer = _make_optimizer(config, model)
         history, best = [], {}
     model.input_shape, model.classes = info.input_shape, list(info.classes)
+    model.metadata = {**model.metadata, "loss": config.loss}  # in checkpoints and the model
 
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = LOSSES[config.loss]()
     first_epoch = len(history) + 1
     stopped_early = _patience_exhausted(config, history)
     for epoch in range(first_epoch, config.epochs + 1):
@@ -265,14 +293,14 @@ def train(
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
         if len(x_val):
-            val = evaluate(model, x_val, y_val)
+            val = evaluate(model, x_val, y_val, loss=config.loss)
             record.update(val_loss=val.loss, val_accuracy=val.accuracy)
             if not best or val.loss < min(h["val_loss"] for h in history):
                 best = {k: v.copy() for k, v in model.tensors().items()}
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         if progress:
-            tqdm.write(_describe(record))
+            tqdm.write(_describe(record, config.loss))
         stopped_early = _patience_exhausted(config, history)
         state = {
             "config": asdict(config),
@@ -287,7 +315,9 @@ def train(
         save_checkpoint(checkpoint_path, model, optimizer, state, best)
 
     final = model.load_tensors(best) if best else model
-    test = evaluate(final, *load_dataset(config.dataset, "test")) if "test" in info.splits else None
+    test = None
+    if "test" in info.splits:
+        test = evaluate(final, *load_dataset(config.dataset, "test"), loss=config.loss)
     _write_outputs(final, history, test, config, info, out)
     return TrainResult(final, config, history, test, out, stopped_early)
 
@@ -405,9 +435,11 @@ def _diagnose(
     )
 
 
-def _describe(record: dict[str, Any]) -> str:
+def _describe(record: dict[str, Any], loss: str) -> str:
     r = record
-    text = f"epoch {r['epoch']}: loss {r['train_loss']:.4f}, accuracy {r['train_accuracy']:.4f}"
+    text = (
+        f"epoch {r['epoch']}: {loss} loss {r['train_loss']:.4f}, accuracy {r['train_accuracy']:.4f}"
+    )
     if "val_loss" in r:
         text += f"; validation loss {r['val_loss']:.4f}, accuracy {r['val_accuracy']:.4f}"
     return text
@@ -433,7 +465,7 @@ def _write_outputs(
     if test is not None:
         metadata["test_accuracy"] = test.accuracy
     model.save(out / "model.safetensors", info.input_shape, info.classes, metadata)
-    report = {"config": asdict(config), "history": history}
+    report = {"config": asdict(config), "loss": config.loss, "history": history}
     if test is not None:
         report["test"] = {"loss": test.loss, "accuracy": test.accuracy}
         plot_confusion(test.confusion, info.classes, out / "confusion.png")
