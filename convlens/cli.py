@@ -1,4 +1,9 @@
-"""The ``convlens`` command: ``info``, ``train``, ``evaluate``."""
+"""The ``convlens`` command: ``info``, ``train``, ``evaluate``, ``serve`` and conversions.
+
+Nothing heavy is imported here at module level: ``convlens --help`` and ``--version`` build
+a parser that lists the commands only, and each command imports what it needs (NumPy, the
+datasets, matplotlib for plots) when it runs.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,39 @@ from pathlib import Path
 
 from . import __version__
 
+PRETRAINED = "pretrained"  # the name of the shipped model wherever a command takes a model file
+
+COMMANDS = {
+    "info": "show a model's layers, shapes and parameter counts",
+    "train": "train a preset or a model file on a dataset",
+    "evaluate": "accuracy, loss and confusion matrix of a model on a dataset split",
+    "serve": "open the explainer: see a trained network work on an image, layer by layer",
+    "import-tfjs": "convert a TF.js layers-model (e.g. CNN Explainer's) to a model file",
+    "import-onnx": "convert a sequential CNN saved as ONNX (e.g. by PyTorch) to a file",
+    "export-onnx": "write a model as ONNX",
+}
+MODEL_HELP = (
+    f"a model file (.safetensors model or checkpoint, TF.js model.json, .onnx), or "
+    f"'{PRETRAINED}' for the shipped MNIST model"
+)
+
 
 def load_any_model(path: str, classes: str | None = None):
     """A model from a .safetensors model or checkpoint, a TF.js model.json or an .onnx file.
 
-    ``classes`` is a text file with one name per line, or a dataset name. A model without
-    class names whose input and output fit exactly one known dataset gets that dataset's.
+    ``"pretrained"`` (when no file has that name) is the shipped model. ``classes`` is a
+    text file with one name per line, or a dataset name. A model without class names whose
+    input and output fit exactly one known dataset gets that dataset's.
     """
     from .data import DATASETS, dataset_info
     from .interop import load_onnx, load_tfjs
     from .train import load_model
 
-    if str(path).endswith(".onnx"):
+    if str(path) == PRETRAINED and not Path(path).exists():
+        from .models import pretrained
+
+        model = pretrained()
+    elif str(path).endswith(".onnx"):
         model = load_onnx(path)
     else:
         model = load_tfjs(path) if str(path).endswith(".json") else load_model(path)
@@ -100,12 +126,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     loss = f"{result.loss_name} loss {result.loss:.4f}"
     summary = f"accuracy {result.accuracy:.4f}, {loss}, {len(y)} images"
     print(f"{args.dataset} {args.split}: {summary}")
-    for name, accuracy in zip(info.classes, result.per_class_accuracy, strict=True):
-        print(f"  {name:>12}  {accuracy:.4f}")
+    print(f"  {'class':>12}  {'accuracy':>8}  {'images':>6}")
+    counts = result.confusion.sum(axis=1)
+    for name, accuracy, n in zip(info.classes, result.per_class_accuracy, counts, strict=True):
+        print(f"  {name:>12}  {accuracy:>8.4f}  {n:>6}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        plot_confusion(result.confusion, info.classes, out / "confusion.png")
+        title = f"{args.dataset} {args.split}: {summary}"
+        plot_confusion(result.confusion, info.classes, out / "confusion.png", title)
         report = {
             "model": str(args.model),
             "dataset": args.dataset,
@@ -149,8 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
         except OSError as err:
             raise OSError(f"cannot listen on {args.host}:{args.port} ({err.strerror}); "
                           "try another --port") from None  # fmt: skip
-    url = (
-        f"http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{args.port}/"
+    url = (  # the address it is bound to: "localhost" may resolve to ::1 first
+        f"http://{'127.0.0.1' if args.host == '0.0.0.0' else args.host}:{args.port}/"
     )
     processes = f"; {args.workers} processes, live training off" if args.workers > 1 else ""
     print(f"convlens explainer: {url}  (model: {args.model or 'the pretrained MNIST net'}"
@@ -183,6 +212,15 @@ def _picture_folder_beside(model_path: str | None) -> Path | None:
 
 
 def _import_tfjs(args: argparse.Namespace) -> int:
+    suffix = {"import-tfjs": ".json", "import-onnx": ".onnx"}[args.command]
+    if not str(args.model_json).endswith(suffix):
+        what = (
+            "a TF.js layers-model's model.json (its weight shards beside it; CNN Explainer "
+            "publishes model.json and group1-shard1of1.bin)"
+            if suffix == ".json"
+            else "an .onnx file"
+        )
+        raise ValueError(f"{args.command} reads {what}, not {args.model_json}")
     model = load_any_model(args.model_json, args.classes)
     model.save(args.out, model.input_shape, model.classes, model.metadata)
     print(f"wrote {args.out}: {len(model)} layers, {sum(p.size for p in model.parameters()):,} "
@@ -200,27 +238,38 @@ def _export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .data import DATASETS
-    from .models import PRESETS
-    from .train import LOSSES, TrainConfig
+def build_parser(commands_only: bool = False) -> argparse.ArgumentParser:
+    """The ``convlens`` parser; ``commands_only`` lists the commands without their options.
 
-    defaults = TrainConfig()
+    That light parser is what ``convlens --help`` and ``--version`` need, and it imports
+    nothing: the full one reads the datasets, presets and training defaults.
+    """
     parser = argparse.ArgumentParser(
         prog="convlens", description="Convolutional neural networks from the math up."
     )
     parser.add_argument("--version", action="version", version=f"convlens {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if commands_only:
+        for name, text in COMMANDS.items():
+            commands.add_parser(name, help=text)
+        return parser
 
-    info = commands.add_parser("info", help="show a model's layers, shapes and parameter counts")
-    info.add_argument("model", help="a model file (Sequential.save) or a training checkpoint")
+    from .data import DATASETS
+    from .models import PRESETS
+    from .train import LOSSES, TrainConfig
+
+    defaults = TrainConfig()
+    info = commands.add_parser("info", help=COMMANDS["info"])
+    info.add_argument("model", help=MODEL_HELP)
     info.set_defaults(run=_info)
 
     train = commands.add_parser(
         "train",
-        help="train a preset or a model file on a dataset",
+        help=COMMANDS["train"],
         description="Train with mini-batches, validate every epoch, checkpoint atomically, and "
-        "write model.safetensors, history.json and curves.png into --out.",
+        "write five files into --out: model.safetensors (the best validation epoch), "
+        "history.json, curves.png, confusion.png (on the test split) and "
+        "checkpoint.safetensors (for --resume).",
     )
     train.add_argument(
         "--model",
@@ -306,10 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="accuracy, loss and confusion matrix of a model on a dataset split"
-    )
-    evaluate.add_argument("model", help="a model file or a training checkpoint")
+    evaluate = commands.add_parser("evaluate", help=COMMANDS["evaluate"])
+    evaluate.add_argument("model", help=MODEL_HELP)
     evaluate.add_argument(
         "--dataset",
         default=defaults.dataset,
@@ -333,14 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="open the explainer: see a trained network work on an image, layer by layer",
+        help=COMMANDS["serve"],
         description="Start the explainer's web server and open it in the browser.",
     )
     serve.add_argument(
         "--model",
         default=None,
-        help="a model file, checkpoint, TF.js model.json or .onnx file "
-        "(default: the shipped MNIST model)",
+        help=f"{MODEL_HELP} (default: {PRETRAINED})",
     )
     serve.add_argument(
         "--classes",
@@ -363,18 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "process")  # fmt: skip
     serve.set_defaults(run=_serve)
 
-    tfjs = commands.add_parser(
-        "import-tfjs", help="convert a TF.js layers-model (e.g. CNN Explainer's) to a model file"
-    )
+    tfjs = commands.add_parser("import-tfjs", help=COMMANDS["import-tfjs"])
     tfjs.add_argument("model_json", help="the model.json (its weight shards beside it)")
     tfjs.add_argument("--out", required=True, help="the .safetensors file to write")
     tfjs.add_argument("--classes", default=None,
                       help="class names: a text file (one per line) or a dataset name")  # fmt: skip
     tfjs.set_defaults(run=_import_tfjs)
 
-    onnx_import = commands.add_parser(
-        "import-onnx", help="convert a sequential CNN saved as ONNX (e.g. by PyTorch) to a file"
-    )
+    onnx_import = commands.add_parser("import-onnx", help=COMMANDS["import-onnx"])
     onnx_import.add_argument("model_json", metavar="model.onnx", help="the ONNX file")
     onnx_import.add_argument("--out", required=True, help="the .safetensors file to write")
     onnx_import.add_argument("--classes", default=None,
@@ -382,15 +424,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: those the file's metadata lists)")  # fmt: skip
     onnx_import.set_defaults(run=_import_tfjs)  # the same steps: load_any_model, then save
 
-    onnx = commands.add_parser("export-onnx", help="write a model as ONNX")
-    onnx.add_argument("model", help="a model file, checkpoint, TF.js model.json or .onnx file")
+    onnx = commands.add_parser("export-onnx", help=COMMANDS["export-onnx"])
+    onnx.add_argument("model", help=MODEL_HELP)
     onnx.add_argument("--out", required=True, help="the .onnx file to write")
     onnx.set_defaults(run=_export_onnx)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(commands_only=not any(arg in COMMANDS for arg in argv))
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()

@@ -468,6 +468,9 @@ def _write_outputs(
     report = {"config": asdict(config), "loss": config.loss, "history": history}
     if test is not None:
         report["test"] = {"loss": test.loss, "accuracy": test.accuracy}
-        plot_confusion(test.confusion, info.classes, out / "confusion.png")
+        title = (
+            f"{config.dataset} test: accuracy {test.accuracy:.4f} ({test.confusion.sum()} images)"
+        )
+        plot_confusion(test.confusion, info.classes, out / "confusion.png", title)
     (out / "history.json").write_text(json.dumps(report, indent=2))
-    plot_history(history, out / "curves.png")
+    plot_history(history, out / "curves.png", f"{config.model} on {config.dataset}")
