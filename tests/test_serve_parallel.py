@@ -4,6 +4,7 @@ request alone gets; `convlens serve --workers N`; compressed answers; bounded bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import socket
@@ -140,6 +141,17 @@ def test_a_large_body_is_refused_unread_and_only_remote_clients_get_gzip():
                 answer = answer.decode()
             assert answer.startswith("HTTP/1.1 413"), answer
             assert '"detail":"the ' in answer
+        # a body sent in chunks, without a length, is cut off once it passes the limit
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(
+                f"POST /api/trace HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+                "\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            )
+            chunk = b"x" * 2**16
+            with contextlib.suppress(OSError):  # the server may stop reading first
+                for _ in range(40):
+                    connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            assert connection.recv(4096).startswith(b"HTTP/1.1 413")
         assert post(url, "/api/trace", {"sample": 0})[0] == 200  # still up
         # a client on this machine gets answers as they are; one behind a proxy, gzip
         for forwarded, encoding in [({}, None), ({"X-Forwarded-For": "192.0.2.7"}, "gzip")]:
