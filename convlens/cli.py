@@ -190,9 +190,10 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
     del app
-    os.environ[SETTINGS_VARIABLE] = json.dumps(
-        {**settings, "model": args.model and str(Path(args.model).resolve())}
-    )
+    model = args.model  # a file the worker processes find wherever they start; or a name
+    if model is not None and Path(model).exists():
+        model = str(Path(model).resolve())
+    os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "model": model})
     uvicorn.run(
         "convlens.web.app:app_from_environment", factory=True, workers=args.workers,
         host=args.host, port=args.port, log_level="warning",
