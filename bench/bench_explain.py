@@ -8,17 +8,22 @@ splits one trace into the engine's share and serialisation.
 Run::
 
     .venv/bin/python bench/bench_explain.py [--repeats 50]
+
+The medians are also written to ``bench/results/explain.json``, from which
+``scripts/readme_numbers.py`` fills in the README's figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import uvicorn
 
@@ -27,6 +32,8 @@ from convlens.explain.trace import forward_all
 from convlens.models import pretrained
 from convlens.web.app import create_app
 from convlens.web.samples import bundled_samples
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "explain.json"
 
 
 def start(app) -> str:
@@ -57,10 +64,11 @@ def timed(fn, repeats: int) -> list[float]:
     return samples
 
 
-def show(name: str, samples: list[float]) -> None:
+def show(name: str, samples: list[float], results: dict) -> None:
     print(
         f"{name:<44} {statistics.median(samples):7.2f} ms  [{min(samples):.2f}–{max(samples):.2f}]"
     )
+    results[name.strip()] = {"median_ms": statistics.median(samples), "ms": samples}
 
 
 def main() -> None:
@@ -72,19 +80,38 @@ def main() -> None:
     url = start(create_app(model, samples))
     image = encode(samples[0][0])
     n = args.repeats
+    results: dict = {}
     print(f"shipped model, one 28x28 image, {n} requests each (HTTP on 127.0.0.1)\n")
     show(
         "POST /api/trace (activations)",
         timed(lambda: post(f"{url}/api/trace", {"image": image}), n),
+        results,
     )
     show(
         "POST /api/trace (activations + backward)",
         timed(lambda: post(f"{url}/api/trace", {"image": image, "target": 3}), n),
+        results,
     )
     body = {"image": image, "layer": 3, "index": [5, 4, 4]}
-    show("POST /api/explain (one conv value)", timed(lambda: post(f"{url}/api/explain", body), n))
-    show("  of which: engine forward only", timed(lambda: forward_all(model, samples[0][0]), n))
-    show("  of which: trace + backward, no HTTP", timed(lambda: trace(model, samples[0][0], 3), n))
+    show(
+        "POST /api/explain (one conv value)",
+        timed(lambda: post(f"{url}/api/explain", body), n),
+        results,
+    )
+    show(
+        "  of which: engine forward only",
+        timed(lambda: forward_all(model, samples[0][0]), n),
+        results,
+    )
+    show(
+        "  of which: trace + backward, no HTTP",
+        timed(lambda: trace(model, samples[0][0], 3), n),
+        results,
+    )
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    report = {"repeats": n, "load_average": os.getloadavg(), "timings": results}
+    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {RESULTS_PATH}")
 
 
 if __name__ == "__main__":
