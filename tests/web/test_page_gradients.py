@@ -147,12 +147,16 @@ def test_rotated_kernel_slides_over_the_padded_delta(page, shot, model, image):
     assert page.get_attribute(".field-wrap", "data-window") == "2,3"
 
     page.click(".bw-detail-pane .scan-controls .play")  # plays on from (2, 3)
-    explained(page, [4, 2, 4])
+    page.wait_for_selector("#grad-detail:not([data-index='[4,2,3]'])")
     page.click(".bw-detail-pane .scan-controls .play")
     assert page.get_attribute(".bw-detail-pane .scan-controls .play", "aria-pressed") == "false"
-    position = page.get_attribute("#grad-detail", "data-index")
+    page.wait_for_timeout(300)  # an answer asked for before the pause may still arrive
+    position = json.loads(page.get_attribute("#grad-detail", "data-index"))
+    assert position[0] == 4 and position[1:] > [2, 3]  # on, in row-major order
+    value = float(page.get_attribute("#grad-value", "data-value"))
+    assert value == pytest.approx(explain_value(model, image, 3, position, TARGET)["value"])
     page.wait_for_timeout(600)  # paused: it stays
-    assert page.get_attribute("#grad-detail", "data-index") == position
+    assert json.loads(page.get_attribute("#grad-detail", "data-index")) == position
     show(page, "[data-tensor='3']")
     shot(page, "backward-sliding-kernel")
 
