@@ -4,6 +4,8 @@
 // `selected.layer` may equal model.layers.length: the class scores, i.e. the softmax the page
 // applies to the last layer's output when the model does not end with one.
 import { h, shapeText } from './forward-maps.js';
+import { activeElement } from './dom.js';
+import { timed } from './state.js';
 import { convolution } from './forward-conv.js';
 import { pooling } from './forward-pool.js';
 import { elementwise } from './forward-elementwise.js';
@@ -41,11 +43,11 @@ function header({ store, model, layer, channel, scores }, operation) {
   const where = scores ? `${shape[0]} scores → ${shape[0]} probabilities`
     : `${operation} · ${shapeText(info.input_shape)} → ${shapeText(info.output_shape)}${parameters}`;
   return h('header', { class: 'detail-head' },
-    h('div', {}, h('h2', { text: title }), h('p', { class: 'muted', text: where })),
+    h('div', {}, h('h2', { text: title, tabindex: -1, id: 'detail-title' }), h('p', { class: 'muted', text: where })),
     h('label', { class: 'picker-label' }, `${noun} `, picker, h('span', { class: 'muted', text: ` of ${channels}` })),
     h('button', {
       type: 'button', class: 'close', 'aria-label': 'Close the detail view', text: '×',
-      onclick: () => store.set({ selected: null }),
+      onclick: () => store.set({ selected: null, returnFocus: true }),
     }));
 }
 
@@ -53,17 +55,30 @@ export function mount(element, store) {
   const memories = new Map(); // per layer and channel: position, playing, … kept across re-renders
   let current = null;
   let shown = null; // the key of the selection on the page
-  const render = () => {
+  let opener = null; // where focus was when the detail opened: it goes back there on close
+  // Escape closes the detail from anywhere inside it, and focus returns to what opened it
+  element.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !store.get('selected')) return;
+    event.preventDefault();
+    store.set({ selected: null, returnFocus: true });
+  });
+  const render = () => timed('detail', renderNow);
+  const renderNow = () => {
     current?.destroy?.();
     current = null;
     const selected = store.get('selected');
     const trace = store.get('trace');
     if (!selected || !trace) {
+      const inside = element.contains(activeElement());
       element.hidden = true;
       element.replaceChildren();
       shown = null;
+      if (!selected && opener?.isConnected && (store.get('returnFocus') || inside)) opener.focus();
+      if (!selected) opener = null;
+      store.set({ returnFocus: false });
       return;
     }
+    if (!element.contains(activeElement())) opener = activeElement();
     const model = store.get('model');
     const scores = selected.layer >= model.layers.length;
     const operation = scores ? 'softmax' : model.layers[selected.layer].operation;
@@ -80,6 +95,11 @@ export function mount(element, store) {
     element.hidden = false;
     element.dataset.operation = operation;
     element.replaceChildren(header(ctx, operation), view.element);
+    if (store.get('focusDetail')) { // opened from the keyboard: the reader goes there too
+      store.set({ focusDetail: false });
+      element.querySelector('#detail-title').focus({ preventScroll: true });
+      element.scrollIntoView({ block: 'start' });
+    }
     Promise.resolve(view.ready).finally(() => {
       if (current === view) element.style.minHeight = '';
     });

@@ -14,6 +14,9 @@ export function setScope(root) {
 /** The page's element with this id, inside the current scope. */
 export const byId = (id) => scope.getElementById(id);
 
+/** The focused element inside the current scope (a shadow root keeps its own). */
+export const activeElement = () => scope.activeElement;
+
 /** Every element inside the current scope that matches `selector`. */
 export const findAll = (selector) => scope.querySelectorAll(selector);
 

@@ -3,9 +3,10 @@
 // sliding over the input, with the engine's numbers for the current position).
 import { absMax, fmt } from './colors.js';
 import {
-  MapView, activations, brightest, fill, fitOver, h, indexed, kernelView, limitFor, links, mathml, nestedAbsMax,
-  numberTable, param, svg,
+  MapView, activations, brightest, channelName, fill, fitOver, h, indexed, inputScale, kernelView, limitFor, links, mathml,
+  nestedAbsMax, numberTable, param, svg,
 } from './forward-maps.js';
+import { inputChannel } from './colors.js';
 import { scanner } from './forward-scan.js';
 
 const MOST_BLOCKS = 48; // channel blocks in the formula view; the rest are summed in one line
@@ -36,6 +37,21 @@ export function windowMarks({ rows, cols }) {
   const solid = (list) => list.every((v, k) => k === 0 || v === list[k - 1] + 1);
   return solid(rows) && solid(cols) ? [{ r: rows[0], c: cols[0], h: rows.length, w: cols.length }]
     : rows.flatMap((r) => cols.map((c) => ({ r, c })));
+}
+
+/**
+ * On a map whose cells are only a few pixels, a faint band along the window's rows and one
+ * along its columns, so that the eye finds the small window at their crossing.
+ */
+export function windowBands({ rows, cols }, view) {
+  const cell = parseFloat(view.element.style.width) / view.fullCols; // its size as built: no layout forced
+  if (cell >= 4) return [];
+  const [r0, c0] = [rows[0], cols[0]];
+  const [tall, wide] = [rows[rows.length - 1] - r0 + 1, cols[cols.length - 1] - c0 + 1];
+  return [
+    { r: r0, c: -view.pad.left, h: tall, w: view.fullCols },
+    { r: -view.pad.top, c: c0, h: view.fullRows, w: wide },
+  ];
 }
 
 /** MathML for the input that tap (a, b) reads for output (i, j): x_p[c, i·s + a·d, j·s + b·d]. */
@@ -85,6 +101,11 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
   const [ay, ax] = config.anchor;
   const anchor = config.mode === 'convolution' ? [kh - 1 - ay, kw - 1 - ax] : [ay, ax];
   memory.position = memory.position || brightest(y, o); // start where this map responds most
+  /** "c = 0", or "red · c = 0" where the layer reads the picture's named channels. */
+  const channelTitle = (c) => {
+    const named = layer === 0 && inputChannel(C, c);
+    return named ? `${named.name} · c = ${c}` : `c = ${c}`;
+  };
 
   const elastic = h('div', { class: 'elastic' }, h('p', { class: 'muted', text: 'Loading the kernel…' }));
   const formula = h('div', { class: 'formula-view', 'aria-live': 'polite' });
@@ -94,7 +115,11 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
     store, layer, channel: o, rows: outH, cols: outW, memory,
     show: (payload) => {
       parts = parts || buildElastic(payload);
-      parts.inputs.forEach((view) => view.mark('window', windowMarks(payload)));
+      parts.inputs.forEach((view) => {
+        view.mark('band', windowBands(payload, view)); // under the window's outline
+        view.mark('halo', windowMarks(payload), 'window-halo');
+        view.mark('window', windowMarks(payload));
+      });
       const [i, j] = payload.index.slice(1);
       [...parts.responses, parts.output].forEach((view) => view.mark('current', [{ r: i, c: j }]));
       renderFormula(payload);
@@ -106,7 +131,8 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
     const pad = { top: Math.max(0, g.top), bottom: g.bottom, left: Math.max(0, g.left), right: g.right }; // cropping draws none
     const stacked = C <= FEW_CHANNELS; // few channels: one row each, the sum to their right
     const room = elastic.clientWidth || 1160; // the view is on the page by the time an explanation arrives
-    const size = stacked ? Math.min(120, Math.floor(440 / C)) : Math.max(36, Math.min(104, Math.floor(room / C) - 16));
+    const size = stacked ? Math.max(Math.min(120, Math.floor(440 / C)), Math.min(200, 3 * Math.max(H, W)))
+      : Math.max(36, Math.min(104, Math.floor(room / C) - 16));
     const kernelLimit = nestedAbsMax(payload.kernel);
     // each input channel's share of the output map, as the engine computed it
     const responses = payload.channel_shares.map((share) => Float32Array.from(share.flat()));
@@ -115,8 +141,9 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
     const inputs = [];
     const responseViews = [];
     for (let c = 0; c < C; c++) {
-      const input = new MapView({ rows: H, cols: W, pad, size, label: `input channel ${c}` });
-      input.paintData(x.data, c * H * W, H * W, limitFor(store, layer, c));
+      // the first layer reads the picture: its channels in their own colours, by their names
+      const input = new MapView({ rows: H, cols: W, pad, size, label: `input ${channelName(C, c, layer === 0)}` });
+      input.paintData(x.data, c * H * W, H * W, limitFor(store, layer, c), layer === 0 ? inputScale(x, c) : null);
       const response = new MapView({ rows: outH, cols: outW, size, label: `input channel ${c} ⋆ kernel slice ${c}` });
       response.paintData(responses[c], 0, outSize, responseLimit).onCell((cell) => scan.hover(cell), scan.position);
       const kernel = kernelView(payload.kernel[c], kernelLimit, Math.min(size, 22 * kw), anchor);
@@ -125,7 +152,7 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
       columns.push(h('div', {
         class: 'elastic-channel', 'data-channel': c,
         onpointerenter: () => focusBlock(c), onpointerleave: () => focusBlock(null),
-      }, h('span', { class: 'channel-name', text: `c = ${c}` }), input.element, h('span', { class: 'op', text: '⋆' }),
+      }, h('span', { class: 'channel-name', text: channelTitle(c) }), input.element, h('span', { class: 'op', text: '⋆' }),
       kernel.element, h('span', { class: 'op', text: '=' }), response.element));
     }
     const output = new MapView({ rows: outH, cols: outW, size: 180, label: `output channel ${o}: hover to move the kernel` });
@@ -173,7 +200,7 @@ export function convolution({ store, model, trace, layer, channel: o, memory }) 
     const anchored = (a, b) => (a === anchor[0] && b === anchor[1] ? { class: 'anchor', title: 'the anchor' } : {});
     const [inputLimit, kernelLimit, productLimit] = [payload.inputs, payload.kernel, payload.products].map(nestedAbsMax);
     const blocks = shown.map((c) => h('div', { class: 'channel-block', 'data-channel': c },
-      h('span', { class: 'block-title', text: `c = ${c}` }),
+      h('span', { class: 'block-title', text: channelTitle(c) }),
       numberTable(payload.inputs[c], 'input', inputLimit, padded, DIGITS),
       h('span', { class: 'op', text: '⊙' }),
       numberTable(payload.kernel[c], 'weight', kernelLimit, anchored, DIGITS),

@@ -1,6 +1,8 @@
 // Shared pieces of the forward-pass views: a tiny DOM builder, MathML, the arrays a layer
 // reads and writes, map geometry for any shape, and MapView (a scalable map with marks).
-import { absMax, colourLimit, css, diverging, fmt } from './colors.js';
+import {
+  absMax, canvasPixels, colourLimit, css, diverging, fmt, imageRange, inputChannel, lookup, packed, scale,
+} from './colors.js';
 import { fill, h, mathml, shapeText, svg } from './dom.js';
 
 export { fill, h, mathml, shapeText, svg };
@@ -47,8 +49,6 @@ export function mapsOf(shape, maxRows) {
   return { count: 1, size: n, ...vectorGrid(n, maxRows) };
 }
 
-/** "16×26×26" */
-
 /** [row, col] of the largest value of map `channel` of a (C, H, W) array. */
 export function brightest(array, channel) {
   const [rows, cols] = array.shape.slice(-2);
@@ -61,27 +61,37 @@ export function brightest(array, channel) {
 /** Paint an input image (C, H, W) as a picture: RGB when C = 3, else grey from channel 0. */
 export function paintImage(canvas, array) {
   const [C, H, W] = array.shape;
-  canvas.width = W;
-  canvas.height = H;
-  const context = canvas.getContext('2d');
-  const image = context.createImageData(W, H);
-  let lo = 0;
-  let hi = 1; // values in [0, 1] are shown as they are; others stretched to fit
-  for (const v of array.data) {
-    lo = Math.min(lo, v);
-    hi = Math.max(hi, v);
-  }
-  const scale = 255 / (hi - lo || 1);
-  const byte = (v) => Math.round((v - lo) * scale);
+  const { image } = canvasPixels(canvas, W, H);
+  const [lo, hi] = imageRange(array.data); // values in [0, 1] are shown as they are; others stretched to fit
+  const k = 255 / (hi - lo || 1);
+  const out = image.data;
+  const planes = C === 3 ? [0, 1, 2] : [0, 0, 0];
   for (let p = 0; p < H * W; p++) {
-    const rgb = C === 3 ? [0, 1, 2].map((c) => byte(array.data[c * H * W + p]))
-      : Array(3).fill(byte(array.data[p]));
-    image.data.set([...rgb, 255], 4 * p);
+    for (let j = 0; j < 3; j++) out[4 * p + j] = (array.data[planes[j] * H * W + p] - lo) * k; // clamped, rounded
+    out[4 * p + 3] = 255;
   }
-  context.putImageData(image, 0, 0);
+  canvas.getContext('2d').putImageData(image, 0, 0);
+}
+
+/**
+ * The scale that paints channel `c` of an input image `array` in the channel's own colour
+ * (red, green, blue or grey), or null when the input's channels have no such names.
+ */
+export function inputScale(array, c) {
+  const count = array.shape[0];
+  if (array.shape.length < 3 || !inputChannel(count, c)) return null;
+  const [lo, hi] = imageRange(array.data);
+  return scale(0, [count, c, lo, hi]);
+}
+
+/** "red channel (c = 0)" for a named input channel, else "channel c". */
+export function channelName(count, c, named = true) {
+  const channel = named ? inputChannel(count, c) : null;
+  return channel ? `${channel.name} channel (c = ${c})` : `channel ${c}`;
 }
 
 const NO_PAD = { top: 0, bottom: 0, left: 0, right: 0 };
+const CHECKS = [packed([240, 242, 245]), packed([226, 230, 236])]; // padding cells, checkered
 
 /**
  * A map of rows × cols values drawn `size` CSS pixels on its longer side (or stretched to
@@ -106,35 +116,36 @@ export class MapView {
     this.element = h('div', {
       class: `mapview ${className}`.trim(),
       style: `width: ${Math.round(width)}px; height: ${Math.round(height)}px`,
-      'aria-label': label || undefined,
+      'aria-label': label || undefined, role: label ? 'img' : undefined,
     }, this.canvas, this.marks);
   }
 
-  /** Paint value(r, c) for every inside cell, diverging around 0 with `limit`. */
-  paint(value, limit) {
-    const context = this.canvas.getContext('2d');
-    const image = context.createImageData(this.fullCols, this.fullRows);
+  /**
+   * Paint value(r, c) for every inside cell: diverging around 0 with `limit`, or through
+   * `paintScale` (colors.js scale(), e.g. an input channel's own colour); padding hatched.
+   */
+  paint(value, limit, paintScale = null) {
+    const s = paintScale || scale(limit);
+    const { image, words } = canvasPixels(this.canvas, this.fullCols, this.fullRows);
     for (let R = 0; R < this.fullRows; R++) {
       for (let C = 0; C < this.fullCols; C++) {
         const r = R - this.pad.top;
         const c = C - this.pad.left;
         const inside = r >= 0 && r < this.rows && c >= 0 && c < this.cols;
         const v = inside ? value(r, c) : undefined;
-        const rgb = v === undefined ? ((R + C) % 2 ? [226, 230, 236] : [240, 242, 245])
-          : diverging(v, limit);
-        image.data.set([...rgb, 255], 4 * (R * this.fullCols + C));
+        words[R * this.fullCols + C] = v === undefined ? CHECKS[(R + C) % 2] : lookup(s, v);
       }
     }
-    context.putImageData(image, 0, 0);
+    this.canvas.getContext('2d').putImageData(image, 0, 0);
     return this;
   }
 
   /** Paint `count` values of `data` from `offset`, in rows × cols order (extra cells blank). */
-  paintData(data, offset, count, limit) {
+  paintData(data, offset, count, limit, paintScale = null) {
     return this.paint((r, c) => {
       const k = r * this.cols + c;
       return k < count ? data[offset + k] : undefined;
-    }, limit);
+    }, limit, paintScale);
   }
 
   /** Replace the marks of group `name` by rectangles {r, c, h = 1, w = 1} with class `cls`. */

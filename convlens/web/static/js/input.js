@@ -3,6 +3,7 @@
 import { api } from './api.js';
 import { showError } from './state.js';
 import { h, paintImage, shapeText } from './forward-maps.js';
+import { activeElement } from './dom.js';
 
 const SHOW_EVERY_MS = 100; // drawing re-runs the network at most ~10 times a second
 const DRAW_PIXELS = 224; // the drawing canvas's longer side, in canvas pixels
@@ -53,27 +54,55 @@ function throttle(fn, ms) {
   };
 }
 
+/** Whether a sample's label is one of the model's classes (else the sample is unlabelled). */
+const labelled = (store, sample) => store.get('model').classes.includes(sample.label);
+
 /** What the caption says of a sample. */
-const sampleCaption = (sample) => `sample ${sample.id + 1} · labelled “${sample.label}”`;
+const sampleCaption = (store, sample) => (labelled(store, sample)
+  ? `sample ${sample.id + 1} · labelled “${sample.label}”`
+  : `sample ${sample.id + 1} (“${sample.label}”) · unlabelled: no class of this model`);
 
 /** The sample gallery: one button per sample; the shown one is pressed. */
 function gallery(store, show, describe) {
   const buttons = store.get('samples').map((sample) => {
     const thumb = h('canvas', { class: 'thumb', 'aria-hidden': 'true' });
     paintImage(thumb, sample.image);
+    const known = labelled(store, sample);
+    const label = known ? sample.label : 'unlabelled';
     return h('button', {
-      type: 'button', class: 'sample', 'data-sample': sample.id,
-      'aria-label': `sample ${sample.id + 1}: ${sample.label}`, title: sample.label,
+      type: 'button', class: known ? 'sample' : 'sample unlabelled', 'data-sample': sample.id,
+      'aria-label': `sample ${sample.id + 1}: ${known ? sample.label : `“${sample.label}”, unlabelled`}`,
+      title: known ? sample.label : `“${sample.label}”: unlabelled (no class of this model)`,
       onclick: () => {
-        describe(sampleCaption(sample));
+        describe(sampleCaption(store, sample));
         show(sample.id);
       },
-    }, thumb, h('span', { class: 'sample-label', text: sample.label }));
+    }, thumb, h('span', { class: 'sample-label', text: label }));
   });
-  const element = h('div', { class: 'gallery', role: 'group', 'aria-label': 'Sample images' }, buttons);
+  // one tab stop for the whole gallery (the shown sample); arrow keys move between samples
+  const element = h('div', { class: 'gallery', role: 'toolbar', 'aria-label': 'Sample images: arrow keys choose' }, buttons);
+  let stop = buttons[0];
+  const rove = (button) => {
+    stop = button;
+    buttons.forEach((b) => { b.tabIndex = b === stop ? 0 : -1; });
+  };
+  element.addEventListener('keydown', (event) => {
+    const at = buttons.indexOf(event.target);
+    const step = { ArrowLeft: -1, ArrowUp: -1, ArrowRight: 1, ArrowDown: 1 }[event.key];
+    if (at < 0 || !(step || event.key === 'Home' || event.key === 'End')) return;
+    event.preventDefault();
+    const next = event.key === 'Home' ? 0 : event.key === 'End' ? buttons.length - 1
+      : Math.max(0, Math.min(buttons.length - 1, at + step));
+    rove(buttons[next]);
+    buttons[next].focus();
+  });
+  element.addEventListener('focusin', (event) => buttons.includes(event.target) && rove(event.target));
+  if (buttons.length) rove(buttons[0]);
   const update = () => {
     for (const button of buttons) {
-      button.setAttribute('aria-pressed', String(store.get('image') === Number(button.dataset.sample)));
+      const pressed = store.get('image') === Number(button.dataset.sample);
+      button.setAttribute('aria-pressed', String(pressed));
+      if (pressed && !element.contains(activeElement())) rove(button);
     }
   };
   return { element, update };
@@ -83,7 +112,7 @@ function gallery(store, show, describe) {
  * The drawing pad: white strokes on black, downsampled to the model's H × W (grey, or
  * repeated into RGB) and shown to the network while drawing.
  */
-function drawingPad(shape, show, describe) {
+function drawingPad(shape, show, describe, store) {
   const [C, H, W] = shape;
   const k = Math.max(1, Math.ceil(DRAW_PIXELS / Math.max(H, W)));
   const canvas = h('canvas', {
@@ -112,9 +141,11 @@ function drawingPad(shape, show, describe) {
     for (let c = 0; c < C; c++) data.set(grey, c * H * W);
     return { shape: [C, H, W], data };
   };
+  let drawn = null; // the last image this pad showed the network
   const send = () => {
     describe('your drawing');
-    show(image());
+    drawn = image();
+    show(drawn);
   };
   const sendSoon = throttle(send, SHOW_EVERY_MS);
 
@@ -151,7 +182,12 @@ function drawingPad(shape, show, describe) {
   canvas.addEventListener('pointercancel', stop);
 
   const guide = h('div', { class: 'draw-guide', 'aria-hidden': 'true' });
-  const clearButton = h('button', { type: 'button', text: 'Clear', onclick: clear, 'aria-label': 'Clear the drawing pad' });
+  // the network is shown the empty pad when it was showing the drawing: no old prediction stays
+  const clearAll = () => {
+    clear();
+    if (store.get('image') === drawn) send();
+  };
+  const clearButton = h('button', { type: 'button', text: 'Clear', onclick: clearAll, 'aria-label': 'Clear the drawing pad' });
   return h('div', { class: 'input-block input-draw' },
     h('h3', { text: 'Draw' }),
     h('div', { class: 'draw-frame', style: `aspect-ratio: ${W} / ${H}` }, canvas, guide),
@@ -227,14 +263,14 @@ export function mount(element, store) {
     h('div', { class: 'input-grid' },
       h('figure', { class: 'input-block input-current' }, preview, caption),
       h('div', { class: 'input-block input-samples' }, h('h3', { text: 'Samples' }), samples.element),
-      drawingPad(shape, show, describe),
+      drawingPad(shape, show, describe, store),
       uploader(element, show, describe)),
     h('div', { class: 'drop-hint', 'aria-hidden': 'true', text: 'Drop the picture to run the network on it' }));
 
   store.subscribe('trace', (trace) => {
     paintImage(preview, trace.input);
     const sample = typeof store.get('image') === 'number' ? store.get('samples')[store.get('image')] : null;
-    caption.replaceChildren(h('b', { text: sample ? sampleCaption(sample) : source }),
+    caption.replaceChildren(h('b', { text: sample ? sampleCaption(store, sample) : source }),
       h('span', { class: 'muted', text: `input ${shapeText(shape)}` }));
     samples.update();
   });
