@@ -30,8 +30,14 @@ async function http(method, path, body) {
     options.headers['Content-Type'] = 'application/json';
     options.body = JSON.stringify(body);
   }
+  const start = performance.now();
   const response = await fetch(path, options);
-  return { status: response.status, payload: await response.json().catch(() => ({})) };
+  const answered = performance.now();
+  const payload = await response.json().catch(() => ({}));
+  // where a click's time goes (bench/bench_page.py reads these): the server, then the JSON
+  performance.measure('convlens:server', { start, end: answered });
+  performance.measure('convlens:json', { start: answered, end: performance.now() });
+  return { status: response.status, payload };
 }
 
 let transport = http;

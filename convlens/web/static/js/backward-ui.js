@@ -1,6 +1,6 @@
 // Small building blocks shared by the backward view and the sandbox: elements, MathML and
 // number grids (with corner markers that make a 180° rotation visible).
-import { css, diverging, fmt } from './colors.js';
+import { css, diverging, fmt, inkOn } from './colors.js';
 import { escape, h, mathml, shapeText, svg } from './dom.js';
 
 export { escape, h, shapeText, svg };
@@ -39,14 +39,13 @@ export function numberGrid(values, { limit, role, label, cell, cellRole, corners
   const rows = values.map((row, r) => h('tr', {}, row.map((value, c) => {
     const extra = cell ? cell(r, c) || {} : {};
     const marker = markers.get(`${r},${c}`);
-    const colour = diverging(value ?? 0, scale);
-    const dark = Math.abs(value ?? 0) > 0.6 * scale;
+    const colour = diverging(0.65 * (value ?? 0), scale); // light enough for dark numbers on every cell
     return h('td', {
       class: [extra.class, marker].filter(Boolean).join(' ') || null,
       title: extra.title ?? String(value),
       'data-value': value === null ? null : String(value),
       'data-role': cellRole,
-      style: value === null ? null : `background:${css(colour)};color:${dark ? '#fff' : 'inherit'}`,
+      style: value === null ? null : `background:${css(colour)};color:${inkOn(colour)}`,
     }, extra.text ?? short(value));
   })));
   return h('table', { class: 'numbers grid', 'data-role': role, 'aria-label': label }, h('tbody', {}, rows));

@@ -5,7 +5,7 @@
 // gradient slides: the rotated kernel moves over δ̃ (play / step / hover) with the forward
 // view's scanner, and below it any weight's or bias's own gradient is shown number by number.
 import { api } from './api.js';
-import { colourLimit, fmt, legend, paintValues } from './colors.js';
+import { colourLimit, css, fmt, inputChannel, legend, paintValues } from './colors.js';
 import { dL, escape, h, math, mn, shapeText } from './backward-ui.js';
 import { renderDetail } from './backward-detail.js';
 import { scanner } from './forward-scan.js';
@@ -50,10 +50,16 @@ export function mount(element, store) {
     h('div', { class: 'bw-body' }, ladder, pane),
   );
   /** Trace again for `target`; the view stays dimmed until the answer (or an error) comes. */
+  let asking = 0; // backward passes asked for and not yet answered
   const retarget = (target) => {
     element.classList.add('busy');
+    delete element.dataset.target; // until the gradients for it are drawn
     store.set({ target });
-    store.retrace().finally(() => element.classList.remove('busy'));
+    asking += 1;
+    store.retrace({ full: true }).finally(() => {
+      asking -= 1;
+      element.classList.remove('busy');
+    });
   };
   picker.addEventListener('change', () => retarget(Number(picker.value)));
 
@@ -74,17 +80,31 @@ export function mount(element, store) {
   }
   const defaultTarget = (trace) => (trueLabel() >= 0 ? trueLabel() : trace.prediction);
 
-  // Drawing re-traces ten times a second: while this view is scrolled away, its gradient
-  // maps (the costly part) wait for the newest trace until the view comes back.
-  let visible = true;
+  // While this view is scrolled away, traces leave the gradients out (half their size: a
+  // click elsewhere answers sooner), and the gradient maps wait; once the view is seen, the
+  // backward pass of the newest image is asked for and drawn.
+  const onScreen = () => {
+    const box = element.getBoundingClientRect();
+    return box.bottom > 0 && box.top < window.innerHeight;
+  };
+  let visible = onScreen();
+  store.set({ gradientsWanted: visible });
   let unseen = null;
   new IntersectionObserver(([entry]) => {
     visible = entry.isIntersecting;
-    if (visible && unseen) {
+    store.set({ gradientsWanted: visible });
+    const trace = store.get('trace');
+    if (visible && trace && !trace.gradients) complete(trace);
+    else if (visible && unseen) {
       drawLadder(unseen);
       unseen = null;
     }
   }).observe(element);
+
+  /** The backward pass for a trace that left it out: for the target, or the default one. */
+  const complete = (trace) => {
+    if (!asking) retarget(store.get('target') ?? defaultTarget(trace));
+  };
 
   store.subscribe('trace', (trace) => {
     if (store.get('image') !== lastImage) {
@@ -94,9 +114,14 @@ export function mount(element, store) {
       scan = null;
       memories.clear();
     }
-    // store.show already traced with the sample's label (or the current target); only an
-    // image without any target yet needs a second trace, for its predicted class
-    if (trace.target === undefined) return retarget(defaultTarget(trace));
+    if (!trace.gradients) { // left out (or no target yet): the picker now, the rest once seen
+      const shown = { ...trace, target: trace.target ?? defaultTarget(trace) };
+      element.dataset.target = String(shown.target);
+      drawPicker(shown);
+      drawScores(shown);
+      if (visible) complete(trace);
+      return;
+    }
     render(trace);
     if (selection) explain();
   });
@@ -130,14 +155,16 @@ export function mount(element, store) {
     loss.replaceChildren(
       h('span', { class: 'bw-loss-label' }, 'loss'),
       math(`<mi>L</mi><mo>=</mo><mo>−</mo><mi>log</mi><mspace width=".2em"/>${pt}<mo>=</mo><mo>−</mo><mi>log</mi><mspace width=".2em"/>${mn(p)}`),
-      h('span', { class: 'bw-loss-value', 'data-value': String(trace.loss) }, fmt(trace.loss)),
+      h('span', { class: 'bw-loss-value', 'data-value': String(trace.loss ?? -Math.log(p)) }, fmt(trace.loss ?? -Math.log(p))),
     );
   }
 
   /** p − y at the scores, with the probabilities, the one-hot target and their difference. */
   function drawScores(trace) {
     const { classes } = model();
-    const gradient = trace.gradients[scoresTensor()].data;
+    // p − y: the engine's gradient at the scores, or (before it came) p less the one-hot target
+    const gradient = trace.gradients ? trace.gradients[scoresTensor()].data
+      : trace.probabilities.map((p, k) => p - (k === trace.target ? 1 : 0));
     const many = classes.length > 20;
     const shown = many
       ? [...new Set([trace.target, ...trace.probabilities.map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]).slice(0, 9).map(([, k]) => k)])].sort((a, b) => a - b)
@@ -186,11 +213,14 @@ export function mount(element, store) {
 
   function ladderRow(trace, t, gradient, arrays) {
     const layers = model().layers;
-    const layout = mapLayout(gradient.shape);
+    const { classes } = model();
+    // the scores' gradient: one cell per class, in a column beside the class names
+    const named = t === scoresTensor() && gradient.data.length === classes.length && classes.length <= 32;
+    const layout = named ? { channels: 1, rows: classes.length, cols: 1, size: classes.length, vector: true } : mapLayout(gradient.shape);
     const mode = store.get('rangeMode');
     const slot = t < 0 ? arrays.length - 1 : t;
     const clickable = t < scoresTensor();
-    const cell = cellSize(layout);
+    const cell = named ? 18 : cellSize(layout);
     const maps = [];
     let rowLimit = 0;
     for (let c = 0; c < layout.channels; c++) {
@@ -207,15 +237,29 @@ export function mount(element, store) {
       const cursor = h('span', { class: 'cursor', hidden: true });
       const wrap = h('span', { class: 'gmap' }, canvas, cursor);
       if (clickable) makePickable(canvas, cursor, { t, c, layout });
-      maps.push(wrap);
+      // the picture's channels by their names, framed in their colours
+      const channel = t < 0 ? inputChannel(layout.channels, c) : null;
+      if (channel) {
+        canvas.style.borderColor = css(channel.full.map((v) => Math.min(v, 220)));
+        canvas.title = `${channel.name} channel (c = ${c}) · max |dL/d| ${fmt(limit, 3)}`;
+        canvas.setAttribute('aria-label', `gradient of the input's ${channel.name} channel: arrow keys move, Enter explains`);
+      }
+      maps.push(channel ? h('figure', { class: `gmap-named channel-${channel.name}` }, wrap,
+        h('figcaption', {}, `${channel.name} · c = ${c}`)) : wrap);
+    }
+    if (named) {
+      const names = h('ol', { class: 'bw-score-names', 'aria-hidden': 'true' }, classes.map((name, k) => h('li', {
+        style: `height:${cell}px`, title: `${name}: p − y = ${fmt(gradient.data[k])}`,
+      }, h('span', {}, name), h('span', { class: 'muted' }, fmt(gradient.data[k], 3)))));
+      maps.push(names);
     }
     const name = t < 0 ? 'the input image' : `layer ${t} · ${layers[t].label}`;
     const what = t < 0 ? 'dL/d(input)' : t === scoresTensor() ? 'dL/d(scores) = p − y' : 'dL/d(output)';
     return h('div', { class: 'bw-row', 'data-tensor': t < 0 ? 'input' : t },
       h('div', { class: 'bw-row-label' },
         h('strong', {}, what), h('span', {}, name), h('span', { class: 'muted' }, shapeText(gradient.shape)),
-        legend(rowLimit, mode === 'unit' ? 'each map its own scale, up to' : 'gradient')),
-      h('div', { class: 'bw-maps' }, maps));
+        legend(rowLimit, mode === 'unit' ? 'each map on its own scale, up to' : 'gradient', 2)),
+      h('div', { class: named ? 'bw-maps bw-score-strip' : 'bw-maps' }, maps));
   }
 
   /** Click, or arrow keys + Enter, pick a position of a map; the cursor shows where. */
@@ -283,10 +327,18 @@ export function mount(element, store) {
     return memories.get(key);
   }
 
+  /** The explanation starts beside the row of the value it explains (no scroll box of its own). */
+  function placePane() {
+    const row = selection && ladder.querySelector(`.bw-row[data-tensor='${selection.tensor < 0 ? 'input' : selection.tensor}']`);
+    const offset = row ? row.getBoundingClientRect().top - ladder.getBoundingClientRect().top : 0;
+    pane.style.setProperty('--pane-offset', `${Math.max(0, Math.round(offset))}px`);
+  }
+
   async function explain() {
     const seq = ++explainSeq;
     scan?.destroy();
     scan = null;
+    placePane();
     const { layer, index } = selection;
     if (model().layers[layer].operation === 'convolution' && index.length === 3) return slide();
     pane.classList.add('busy');

@@ -1,7 +1,7 @@
 // Sliding over an output map: the current position, play / pause / step, and the engine's
 // explanation of the value there (fetched once per position and trace, then cached).
 import { api } from './api.js';
-import { showError } from './state.js';
+import { showError, timed } from './state.js';
 import { h } from './forward-maps.js';
 
 const STEP_MS = 450; // one position per step while playing
@@ -51,7 +51,7 @@ export function scanner({ store, layer, channel, rows, cols, memory, show, targe
     const [i, j] = memory.position;
     try {
       const payload = await explainCached(store, layer, [channel, i, j], target);
-      if (alive && memory.position[0] === i && memory.position[1] === j) show(payload, [i, j]);
+      if (alive && memory.position[0] === i && memory.position[1] === j) timed('explanation', () => show(payload, [i, j]));
     } catch (error) {
       if (alive) showError(`the value at (${i}, ${j}) could not be explained: ${error.message}`);
     }
@@ -82,7 +82,7 @@ export function scanner({ store, layer, channel, rows, cols, memory, show, targe
     type: 'button', class: 'play', 'aria-label': 'Play or pause the sliding window', onclick: () => setPlaying(!memory.playing),
   });
   const stepButton = h('button', {
-    type: 'button', text: 'Step ›', 'aria-label': 'Move the window one position',
+    type: 'button', text: 'Step ›', 'aria-label': 'Step ›: move the window one position',
     onclick: () => {
       setPlaying(false);
       step();

@@ -23,10 +23,11 @@ function render(data, k, names, choose, predicted) {
   if (!rows.includes(k)) rows.push(k);
   const table = h('table', { class: 'numbers softmax-table' },
     h('thead', {}, h('tr', {},
-      ['class', 'score x', 'x − m', 'e^(x − m)', 'p = e / Σ', '', 'x / Σx', ''].map((t) => h('th', { text: t })))),
+      ['class', 'score x', 'x − m', 'e^(x − m)', 'p = e / Σ', null, 'x / Σx', null].map((t) => (t === null
+      ? h('th', {}, h('span', { class: 'visually-hidden', text: 'bar' })) : h('th', { text: t }))))),
     h('tbody', {}, rows.map((j) => h('tr', {
       class: [j === k && 'chosen', j === predicted && 'predicted'].filter(Boolean).join(' ') || undefined,
-      'data-class': j, tabindex: 0, role: 'button', 'aria-label': `explain ${names[j]}`,
+      'data-class': j, tabindex: 0, title: `explain ${names[j]}`, // Enter or a click explains the row's class
       onclick: () => choose(j), onkeydown: (event) => event.key === 'Enter' && choose(j),
     },
     h('td', { class: 'name', text: names[j] }),

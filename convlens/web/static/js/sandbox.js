@@ -6,7 +6,7 @@
 // shows dL/dx as the full convolution of δ with the rotated kernel and dL/dW as the padded
 // input correlated with δ, every number from the engine.
 import { api } from './api.js';
-import { fmt } from './colors.js';
+import { css, diverging, fmt } from './colors.js';
 import { h, math, mn, numberGrid, svg } from './backward-ui.js';
 import { byId } from './dom.js';
 
@@ -186,9 +186,9 @@ function draw(stage, body, r, pickDelta) {
 
   const inputGrid = cellGrid(Hp, Wp, 360, (i, j) => {
     const { inside, value } = padded(i, j);
-    return { text: inside ? fmt(value) : '0', class: inside ? 'in-cell' : 'pad-cell', role: inside ? null : 'pad-cell' };
+    return { text: inside ? fmt(value) : '0', value: inside ? value : undefined, class: inside ? 'in-cell' : 'pad-cell', role: inside ? null : 'pad-cell' };
   });
-  const outputGrid = cellGrid(Ho, Wo, 300, (i, j) => ({ text: fmt(r.output[i][j]), class: 'out-cell' }));
+  const outputGrid = cellGrid(Ho, Wo, 300, (i, j) => ({ text: fmt(r.output[i][j]), value: r.output[i][j], class: 'out-cell' }));
   const kernels = h('div', { class: 'sb-kernels' },
     kernelFigure(convolution ? 'stored kernel W' : 'kernel W', r.kernel, convolution ? false : null, convolution ? r.anchor : anchor),
     convolution ? h('span', { class: 'turn' }, '↓ turned 180°') : null,
@@ -283,8 +283,8 @@ function makePlayer(name, rows, cols, show, what) {
     },
     controls: (...extra) => h('div', { class: 'sb-player', 'data-player': name },
       button,
-      h('button', { type: 'button', class: 'sb-step-back', 'aria-label': `previous ${what}`, onclick: () => { player.pause(); player.step(-1); } }, '◀ step'),
-      h('button', { type: 'button', class: 'sb-step', 'aria-label': `next ${what}`, onclick: () => { player.pause(); player.step(1); } }, 'step ▶'),
+      h('button', { type: 'button', class: 'sb-step-back', 'aria-label': `◀ step: previous ${what}`, onclick: () => { player.pause(); player.step(-1); } }, '◀ step'),
+      h('button', { type: 'button', class: 'sb-step', 'aria-label': `step ▶: next ${what}`, onclick: () => { player.pause(); player.step(1); } }, 'step ▶'),
       extra),
   };
   button.addEventListener('click', () => player.toggle());
@@ -301,12 +301,19 @@ const paren = (v) => (v < 0 ? `(${fmt(v)})` : fmt(v));
  */
 function cellGrid(rows, cols, room, cell, { label = `${rows} by ${cols} grid`, grid } = {}) {
   const size = Math.max(10, Math.min(34, Math.floor(room / Math.max(rows, cols))));
-  const element = svg('svg', { class: 'sb-grid', width: cols * size, height: rows * size, role: 'img', 'aria-label': label, 'data-grid': grid });
+  const element = svg('svg', { class: `sb-grid${size < 16 ? ' small' : ''}`, width: cols * size, height: rows * size, role: 'img', 'aria-label': label, 'data-grid': grid });
+  const cells = [];
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) cells.push(cell(i, j));
+  // cells too small for their numbers show them as colours (the number on hover)
+  const coloured = (c) => size < 16 && typeof c.value === 'number' && !/pad|stride|unreached/.test(c.class || '');
+  const limit = Math.max(1e-12, ...cells.filter(coloured).map((c) => Math.abs(c.value)));
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
-      const c = cell(i, j);
+      const c = cells[i * cols + j];
       const g = svg('g', { class: c.class, 'data-i': i, 'data-j': j, 'data-role': c.role, 'data-value': c.value === undefined ? null : String(c.value) });
-      g.append(svg('rect', { x: j * size, y: i * size, width: size, height: size }));
+      g.append(svg('rect', {
+        x: j * size, y: i * size, width: size, height: size, style: coloured(c) ? `fill: ${css(diverging(c.value, limit))}` : null,
+      }));
       if (size >= 16) g.append(svg('text', { x: (j + 0.5) * size, y: (i + 0.5) * size, 'font-size': Math.min(13, size * 0.42) }, c.text));
       if (c.title || size < 16) g.append(svg('title', {}, c.title || c.text));
       element.append(g);

@@ -5,14 +5,16 @@
 // selected ({layer, channel} of the map the user clicked), rangeMode ('unit'|'layer'|'global'),
 // training (the state of the live training session, or null: every trace and explain then
 // uses its current weights, and the page re-traces as they change), source (words saying
-// where an image shown from outside the input panel came from, for its caption).
+// where an image shown from outside the input panel came from, for its caption),
+// gradientsWanted (whether the backward pass is on screen: without it, a trace leaves out
+// the gradients, half its size, and the backward view asks for them once it is seen).
 import { api, decodeArray, setTraining } from './api.js';
 import { byId } from './dom.js';
 
 const REFRESH_MS = 500; // while the weights change, re-trace at most twice a second
 
 const listeners = new Map();
-const state = { rangeMode: 'layer', target: null, selected: null, training: null };
+const state = { rangeMode: 'layer', target: null, selected: null, training: null, gradientsWanted: true };
 let latestTrace = 0; // the number of the newest trace asked for: answers to older ones are dropped
 let tracing = 0; // traces under way
 let lastTrace = { at: -Infinity, weights: null }; // when the newest trace was asked for, and with which weights
@@ -41,16 +43,24 @@ export const store = {
     if (label >= 0) state.target = label;
     await store.retrace();
   },
-  /** Trace the current image again (after the image or the target changed). */
-  async retrace() {
+  /**
+   * Trace the current image again (after the image or the target changed): with the
+   * backward pass for the target when `full` or when the backward view is on screen, else
+   * the forward pass only (the trace's `target` still says the target; `gradients` is null).
+   */
+  async retrace({ full = false } = {}) {
     if (state.image === undefined) return;
     const number = ++latestTrace;
     lastTrace = { at: performance.now(), weights: weightsOf(state.training) };
     tracing += 1;
     try {
-      const raw = await api.trace(state.image, state.target);
+      const gradients = full || state.gradientsWanted;
+      const target = state.target;
+      const raw = await api.trace(state.image, gradients ? target : null);
       if (number !== latestTrace) return; // a newer trace is on its way
-      store.set({ trace: decodeTrace(raw) });
+      const trace = timed('decode', () => decodeTrace(raw));
+      if (!gradients && target !== null) trace.target = target; // asked for, not computed
+      timed('draw', () => store.set({ trace }));
       clearError();
     } catch (error) {
       if (number === latestTrace) showError(error.message);
@@ -89,20 +99,61 @@ store.subscribe('training', (session) => {
   refresh();
 });
 
-/** Decode every array of a trace once, so views read Float32Arrays. */
+/**
+ * The trace with its arrays decoded into Float32Arrays: the activations at once, the
+ * gradients and layer states on first use (the overview needs neither; the backward view
+ * decodes them when it draws).
+ */
 export function decodeTrace(raw) {
   const decodeOrNull = (a) => (a ? decodeArray(a) : null);
-  return {
+  const trace = {
     ...raw,
     input: decodeArray(raw.input),
     layers: raw.layers.map((layer) => ({
       ...layer,
       output: decodeArray(layer.output),
-      state: Object.fromEntries(Object.entries(layer.state).map(([k, v]) => [k, decodeArray(v)])),
+      state: lazyObject(layer.state, decodeArray),
     })),
-    gradients: raw.gradients ? raw.gradients.map(decodeOrNull) : null,
-    input_gradient: decodeOrNull(raw.input_gradient),
+    gradients: raw.gradients ? lazyList(raw.gradients, decodeOrNull) : null,
   };
+  once(trace, 'input_gradient', () => decodeOrNull(raw.input_gradient));
+  return trace;
+}
+
+/** A list whose item k is `decode(items[k])`, computed once, on first read. */
+function lazyList(items, decode) {
+  const list = new Array(items.length);
+  items.forEach((item, k) => once(list, k, () => decode(item)));
+  return list;
+}
+
+/** An object whose values are decoded on first read. */
+function lazyObject(object, decode) {
+  const result = {};
+  for (const [key, value] of Object.entries(object)) once(result, key, () => decode(value));
+  return result;
+}
+
+/** target[key] is `compute()`, computed on first read (a getter that replaces itself by the value). */
+function once(target, key, compute) {
+  Object.defineProperty(target, key, {
+    configurable: true, enumerable: true,
+    get() {
+      const value = compute();
+      Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+      return value;
+    },
+  });
+}
+
+/** Time `fn` as the Performance measure `convlens:<name>` (benchmarks read them). */
+export function timed(name, fn) {
+  const start = performance.now();
+  try {
+    return fn();
+  } finally {
+    performance.measure(`convlens:${name}`, { start, end: performance.now() });
+  }
 }
 
 export function showError(message) {
