@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_training_page.py
+	$(BIN)/python bench/bench_page.py
 
 # The model shipped in the package: mnist_net trained on the bundled digits by our own CLI.
 PRETRAINED_ARGS := --model mnist-net --dataset mnist-bundled --epochs 20 --batch-size 32 \
