@@ -109,9 +109,30 @@ class Dense(Layer):
         self.backward_parameters(dy)
         return dy @ self.weight.data  # (N, out) @ (out, in)
 
+    #: Set by :class:`Sequential` while the pieces of a batch split over threads run back:
+    #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed, and
+    #: :meth:`parameter_grads_of_pieces` computes the whole batch's at once afterwards.
+    defer_parameter_grads = False
+
     def backward_parameters(self, dy: np.ndarray) -> None:
         x, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
+        if self.defer_parameter_grads:
+            self._deferred = (x, dy)
+            return
+        self.weight.grad += dy.T @ x  # (out, N) @ (N, in)
+        if self.bias is not None:
+            self.bias.grad += dy.sum(axis=0)
+
+    def parameter_grads_of_pieces(self, pieces: list[Dense]) -> None:
+        """dL/dW and dL/db of a batch that ran as ``pieces`` (this layer and its replicas,
+        in batch order, each holding its deferred ``(x, dy)``): one product over the whole
+        batch. Per piece, each thin product (K = the piece's samples) would write the whole
+        ``(out, in)`` matrix, and adding the pieces' matrices and zeroing them would cost as
+        much again: for the MNIST net's 3872 × 128 layer, about 0.5 ms of a 6 ms step."""
+        saved = [piece.__dict__.pop("_deferred") for piece in pieces]
+        x = np.concatenate([x for x, _ in saved])
+        dy = np.concatenate([dy for _, dy in saved])
         self.weight.grad += dy.T @ x  # (out, N) @ (N, in)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=0)

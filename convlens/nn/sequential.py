@@ -136,11 +136,30 @@ class Sequential(Layer):
                 f"Sequential: backward() got a gradient for {len(dy)} samples, "
                 f"but the last forward() ran {runs[-1][1].stop}"
             )
-        results = run_side_by_side([partial(_backward, c, dy[p], input_grad) for c, p in runs])
+        # Layers that compute their parameter gradients once for the whole batch (a dense
+        # layer: see Dense.parameter_grads_of_pieces) only keep each piece's share here.
+        whole = [
+            i for i, layer in enumerate(self.layers) if hasattr(layer, "parameter_grads_of_pieces")
+        ]
+        for i in whole:
+            for layers, _ in runs:
+                layers[i].defer_parameter_grads = True
+        try:
+            tasks = [partial(_backward, c, dy[p], input_grad) for c, p in runs]
+            results = run_side_by_side(tasks)
+        finally:
+            for i in whole:
+                for layers, _ in runs:
+                    layers[i].defer_parameter_grads = False
+        for i in whole:
+            self.layers[i].parameter_grads_of_pieces([layers[i] for layers, _ in runs])
         for twins, _ in runs[1:]:
-            for p, twin in zip(self.parameters(), _parameters(twins), strict=True):
-                p.grad += twin.grad
-                twin.zero_grad()  # so that a second backward adds only its own share
+            for i, (layer, twin) in enumerate(zip(self.layers, twins, strict=True)):
+                if i in whole:
+                    continue
+                for p, twin_p in zip(layer.parameters(), twin.parameters(), strict=True):
+                    p.grad += twin_p.grad
+                    twin_p.zero_grad()  # so that a second backward adds only its own share
         return np.concatenate(results) if input_grad else None
 
     def splits_batch(self) -> bool:
