@@ -125,6 +125,10 @@ export function mount(element, store) {
     render(trace);
     if (selection) explain();
   });
+  store.subscribe('gradients', (trace) => { // the shown trace's backward pass came, or its target changed
+    render(trace);
+    if (selection) explain();
+  });
   store.subscribe('rangeMode', () => store.get('trace')?.gradients && drawLadder(store.get('trace')));
 
   function render(trace) {

@@ -7,7 +7,9 @@
 // uses its current weights, and the page re-traces as they change), source (words saying
 // where an image shown from outside the input panel came from, for its caption),
 // gradientsWanted (whether the backward pass is on screen: without it, a trace leaves out
-// the gradients, half its size, and the backward view asks for them once it is seen).
+// the gradients, half its size, and the backward view asks for them once it is seen),
+// gradients (the shown trace, once a later answer for the same image and weights added its
+// backward pass or changed its target in place: only the views of the backward pass redraw).
 import { api, decodeArray, setTraining } from './api.js';
 import { byId } from './dom.js';
 
@@ -51,7 +53,8 @@ export const store = {
   async retrace({ full = false } = {}) {
     if (state.image === undefined) return;
     const number = ++latestTrace;
-    lastTrace = { at: performance.now(), weights: weightsOf(state.training) };
+    const asked = { image: state.image, weights: weightsOf(state.training) };
+    lastTrace = { at: performance.now(), weights: asked.weights };
     tracing += 1;
     try {
       const gradients = full || state.gradientsWanted;
@@ -60,7 +63,17 @@ export const store = {
       if (number !== latestTrace) return; // a newer trace is on its way
       const trace = timed('decode', () => decodeTrace(raw));
       if (!gradients && target !== null) trace.target = target; // asked for, not computed
-      timed('draw', () => store.set({ trace }));
+      const shown = state.trace;
+      if (gradients && shown && shown.asked.image === asked.image && shown.asked.weights === asked.weights) {
+        // the same forward pass: the backward pass (or its new target) joins the shown trace
+        for (const key of ['target', 'loss', 'gradients', 'input_gradient']) {
+          Object.defineProperty(shown, key, { ...Object.getOwnPropertyDescriptor(trace, key), configurable: true });
+        }
+        timed('draw', () => store.set({ gradients: shown }));
+      } else {
+        trace.asked = asked;
+        timed('draw', () => store.set({ trace }));
+      }
       clearError();
     } catch (error) {
       if (number === latestTrace) showError(error.message);

@@ -136,6 +136,7 @@ async function render({ model, el }) {
       }
     };
     store.subscribe('trace', tellTarget);
+    store.subscribe('gradients', tellTarget);
     if (model.get('target') !== null) pickTarget(); // set in the kernel before this view existed
     else if (store.get('trace')) tellTarget(store.get('trace'));
     host.dataset.ready = 'true'; // tests wait for this
