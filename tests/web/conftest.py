@@ -8,6 +8,8 @@ Fixtures:
 - ``page``: a fresh page on the server, loaded and ready (``body[data-ready]``); console
   errors and failed requests are collected and must be empty when the test ends.
 - ``shot(page, name)``: save a screenshot under test-artifacts/ (kept by CI).
+
+``serve_model(folder, model, ...)`` serves a model built by a test, with one sample picture.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+import convlens.nn as nn
+from convlens.web.samples import folder_samples
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -54,6 +63,31 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("convlens serve did not answer within 60 s")
+
+
+@contextmanager
+def serve_model(
+    folder: Path,
+    model: nn.Sequential,
+    input_shape: tuple[int, int, int],
+    classes: list[str],
+    sample: tuple[str, np.ndarray],
+) -> Iterator[tuple[str, nn.Sequential, np.ndarray]]:
+    """`convlens serve` on ``model``, saved into ``folder``, with one sample picture
+    ``(label, uint8 H×W×3 pixels)``; yields the URL, the model as the server loaded it and
+    the sample as the server preprocessed it."""
+    path, samples = folder / "model.safetensors", folder / "samples"
+    model.save(path, input_shape=input_shape, classes=classes)
+    samples.mkdir()
+    label, pixels = sample
+    Image.fromarray(pixels).save(samples / f"{label}_1.png")
+    loaded = nn.load(path)
+    process, url = start_server("--model", str(path), "--samples", str(samples))
+    try:
+        yield url, loaded, folder_samples(samples, loaded)[0][0]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

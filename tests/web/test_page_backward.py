@@ -14,13 +14,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import start_server
-from PIL import Image
+from conftest import serve_model
 
 import convlens.nn as nn
 from convlens.explain import decode, explain_value, trace
 from convlens.models import pretrained
-from convlens.web.samples import bundled_samples, folder_samples
+from convlens.web.samples import bundled_samples
 
 TARGET = 3  # not the first sample's label (0): large, readable gradients
 
@@ -195,7 +194,6 @@ def test_activation_dense_and_flatten_show_the_engines_gradient(page, shot, mode
 @pytest.fixture(scope="module")
 def generic(tmp_path_factory):
     """(url, model, image) of a server on a model unlike the shipped one, with one sample."""
-    folder, samples = tmp_path_factory.mktemp("model"), tmp_path_factory.mktemp("samples")
     rng = np.random.default_rng(0)
     built = nn.Sequential(
         nn.Conv2D(3, 4, (3, 5), 2, 1, (1, 2), (0, 0), "convolution", rng=rng),
@@ -207,15 +205,10 @@ def generic(tmp_path_factory):
         nn.Dense(5 * 6 * 4, 3, rng=rng),
         nn.Softmax(),
     )
-    path = folder / "model.safetensors"
-    built.save(path, input_shape=(3, 24, 20), classes=["a", "b", "c"])
-    model = nn.load(path)  # as the server sees it
     pixels = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(samples / "b_1.png")
-    process, url = start_server("--model", str(path), "--samples", str(samples))
-    yield url, model, folder_samples(samples, model)[0][0]
-    process.terminate()
-    process.wait(timeout=10)
+    folder = tmp_path_factory.mktemp("generic")
+    with serve_model(folder, built, (3, 24, 20), ["a", "b", "c"], ("b", pixels)) as served:
+        yield served
 
 
 def test_any_sequential_model(page, shot, generic):

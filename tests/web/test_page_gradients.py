@@ -14,15 +14,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import start_server
-from PIL import Image
+from conftest import serve_model
 from test_page_backward import TARGET, choose_target, click_value, explained, show, values
 
 import convlens.nn as nn
 from convlens.explain import decode, explain_value, trace
 from convlens.explain.trace import explain_parameter
 from convlens.models import pretrained
-from convlens.web.samples import bundled_samples, folder_samples
+from convlens.web.samples import bundled_samples
 
 
 @pytest.fixture(scope="module")
@@ -167,19 +166,14 @@ def test_rotated_kernel_slides_over_the_padded_delta(page, shot, model, image):
 @pytest.fixture(scope="module")
 def padded(tmp_path_factory):
     """(url, model, image) of a server on a model whose first conv pads, strides and rotates."""
-    folder, samples = tmp_path_factory.mktemp("model"), tmp_path_factory.mktemp("samples")
     rng = np.random.default_rng(1)
     conv = nn.Conv2D(3, 3, (3, 2), (2, 1), ((2, 1), (1, 0)), (1, 2), mode="convolution", rng=rng)
     size = int(np.prod(conv.output_shape((3, 9, 10))))
     built = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Dense(size, 2, rng=rng))
-    path = folder / "model.safetensors"
-    built.save(path, input_shape=(3, 9, 10), classes=["a", "b"])
-    model = nn.load(path)
-    Image.fromarray(rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)).save(samples / "a_1.png")
-    process, url = start_server("--model", str(path), "--samples", str(samples))
-    yield url, model, folder_samples(samples, model)[0][0]
-    process.terminate()
-    process.wait(timeout=10)
+    pixels = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
+    folder = tmp_path_factory.mktemp("padded")
+    with serve_model(folder, built, (3, 9, 10), ["a", "b"], ("a", pixels)) as served:
+        yield served
 
 
 def test_padding_stride_dilation_and_convolution_mode(page, padded):

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import start_server
-from PIL import Image
+from conftest import serve_model
 from test_page_backward import choose_target, click_value, explained
 from test_page_forward import assert_printed, cells, open_detail
 
 import convlens.nn as nn
 from convlens.explain import decode, explain_value, trace
-from convlens.web.samples import folder_samples
 
 
 @pytest.fixture(scope="module")
 def anchored(tmp_path_factory):
     """(url, model, image) of a server on a model with the series' layouts."""
-    folder, samples = tmp_path_factory.mktemp("model"), tmp_path_factory.mktemp("samples")
     rng = np.random.default_rng(1)
     built = nn.Sequential(
         nn.Conv2D(3, 4, (2, 1), padding=((1, -1), (0, 0)), rng=rng),  # centre (1, 0), P = 0
@@ -29,14 +26,10 @@ def anchored(tmp_path_factory):
         nn.Dense(4 * 6 * 6, 3, rng=rng),
         nn.Softmax(),
     )
-    path = folder / "model.safetensors"
-    built.save(path, input_shape=(3, 12, 12), classes=["a", "b", "c"])
-    model = nn.load(path)
-    Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(samples / "b_1.png")
-    process, url = start_server("--model", str(path), "--samples", str(samples))
-    yield url, model, folder_samples(samples, model)[0][0]
-    process.terminate()
-    process.wait(timeout=10)
+    pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    folder = tmp_path_factory.mktemp("anchored")
+    with serve_model(folder, built, (3, 12, 12), ["a", "b", "c"], ("b", pixels)) as served:
+        yield served
 
 
 def test_the_pool_view_draws_the_anchored_window(page, shot, anchored):
