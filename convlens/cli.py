@@ -203,7 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _picture_folder_beside(model_path: str | None) -> Path | None:
     """An ``img`` or ``images`` folder next to the model file (CNN Explainer ships one)."""
-    if model_path is None:
+    if model_path is None or (model_path == PRETRAINED and not Path(model_path).exists()):
         return None
     for name in ("img", "images"):
         folder = Path(model_path).parent / name
