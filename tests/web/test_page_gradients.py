@@ -15,7 +15,15 @@ import json
 import numpy as np
 import pytest
 from conftest import serve_model
-from test_page_backward import TARGET, choose_target, click_value, explained, show, values
+from test_page_backward import (
+    TARGET,
+    choose_target,
+    click_value,
+    explained,
+    set_sandbox,
+    show,
+    values,
+)
 
 import convlens.nn as nn
 from convlens.explain import decode, explain_value, trace
@@ -214,21 +222,6 @@ def sandbox_engine(size, kernel, stride, padding, dilation, anchor, mode, delta)
     return dx[0, 0], conv.weight.grad[0, 0]
 
 
-def set_sandbox(page, settings: dict[str, object]) -> None:
-    page.evaluate(
-        """(settings) => {
-            for (const [id, value] of Object.entries(settings)) {
-                document.getElementById(id).value = value === null ? '' : String(value);
-            }
-            const first = document.getElementById('sb-input-h');
-            first.dispatchEvent(new Event('input', {bubbles: true}));
-        }""",
-        settings,
-    )
-    page.wait_for_function("document.getElementById('sandbox').dataset.status !== 'pending'")
-    assert page.get_attribute("#sandbox", "data-status") == "ready"
-
-
 def test_sandbox_backward_shows_the_engines_gradients(page, shot):
     show(page, "#sandbox")
     cases = [
@@ -247,7 +240,7 @@ def test_sandbox_backward_shows_the_engines_gradients(page, shot):
         }  # fmt: skip
         if delta != "ones":
             settings |= {"sb-delta-i": delta[0], "sb-delta-j": delta[1]}
-        set_sandbox(page, settings)
+        assert set_sandbox(page, settings) == "ready"
         dx, dw = sandbox_engine(size, kernel, stride, padding, dilation, anchor, mode, delta)
         np.testing.assert_array_equal(values(page, "g[data-role='sb-dx']").reshape(dx.shape), dx)
         np.testing.assert_array_equal(values(page, "g[data-role='sb-dw']").reshape(dw.shape), dw)
