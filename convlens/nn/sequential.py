@@ -27,7 +27,7 @@ import numpy as np
 from .checks import brief, is_integer
 from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
-from .threads import batch_pieces, run_side_by_side
+from .threads import batch_pieces, one_blas_thread, run_side_by_side
 
 FORMAT_NAME = "convlens.sequential"
 FORMAT_VERSION = "1"
@@ -151,8 +151,9 @@ class Sequential(Layer):
             for i in whole:
                 for layers, _ in runs:
                     layers[i].defer_parameter_grads = False
-        for i in whole:
-            self.layers[i].parameter_grads_of_pieces([layers[i] for layers, _ in runs])
+        with one_blas_thread():
+            for i in whole:
+                self.layers[i].parameter_grads_of_pieces([layers[i] for layers, _ in runs])
         for twins, _ in runs[1:]:
             for i, (layer, twin) in enumerate(zip(self.layers, twins, strict=True)):
                 if i in whole:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from contextvars import copy_context
 from itertools import pairwise
 from typing import TypeVar
@@ -96,12 +97,10 @@ def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
     every task has finished."""
     if len(tasks) < 2:
         return [task() for task in tasks]
-    global _pool, _blas
+    global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(_num_threads - 1, thread_name_prefix="convlens")
-    if _blas is None:
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         # each task runs in a copy of the caller's context: np.errstate and the like hold
         others = [_pool.submit(copy_context().run, _as_piece, task) for task in tasks[1:]]
         try:
@@ -109,6 +108,17 @@ def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
         finally:
             wait(others)
         return [first, *(future.result() for future in others)]
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread meanwhile: its threads, left spinning after a call, would take the
+    cores from the batch pieces that run next."""
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _forget_pool() -> None:
