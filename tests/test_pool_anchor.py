@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from helpers import check_layer
 from test_explain_layers import check_explanations
+from test_reference import assert_pool_equals_loops
 
 import convlens.nn as nn
 from convlens.nn import reference
@@ -87,19 +88,7 @@ def test_anchored_pools_equal_the_loops(kind, seed):
     layer, x = random_anchored_pool(rng, kind)
     if seed % 2:
         x = rng.integers(0, 3, x.shape).astype(np.float64)  # ties: the first maximum wins
-    args = (layer.kernel_size, layer.stride, layer.padding2d)
-    y = layer.forward(x)
-    dy = rng.standard_normal(y.shape)
-    dx = layer.backward(dy)
-    if kind is nn.MaxPool2D:
-        ref_y, ref_argmax = reference.maxpool2d_forward(x, *args)
-        np.testing.assert_array_equal(layer.argmax, ref_argmax)
-        ref_dx = reference.maxpool2d_backward(dy, x.shape, ref_argmax, *args)
-    else:
-        ref_y = reference.avgpool2d_forward(x, *args)
-        ref_dx = reference.avgpool2d_backward(dy, x.shape, *args)
-    np.testing.assert_allclose(y, ref_y, **TOL)
-    np.testing.assert_allclose(dx, ref_dx, **TOL)
+    assert_pool_equals_loops(layer, x, rng)
 
 
 def every_pool_anchor():

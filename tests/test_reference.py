@@ -82,11 +82,16 @@ def test_pools_fast_equal_loops(kind, seed):
     layer, x = random_pool(rng, nn.MaxPool2D if kind == "max" else nn.AvgPool2D)
     if seed % 2:
         x = rng.integers(0, 3, x.shape).astype(np.float64)  # ties
+    assert_pool_equals_loops(layer, x, rng)
+
+
+def assert_pool_equals_loops(layer: nn.Layer, x: np.ndarray, rng: np.random.Generator) -> None:
+    """A pool's forward, argmax mask (max) and backward for a random δ equal the loops'."""
     args = (layer.kernel_size, layer.stride, layer.padding2d)
     y = layer.forward(x)
     dy = rng.standard_normal(y.shape)
     dx = layer.backward(dy)
-    if kind == "max":
+    if isinstance(layer, nn.MaxPool2D):
         ref_y, ref_argmax = reference.maxpool2d_forward(x, *args)
         np.testing.assert_array_equal(layer.argmax, ref_argmax)
         ref_dx = reference.maxpool2d_backward(dy, x.shape, ref_argmax, *args)
