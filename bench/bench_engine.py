@@ -35,6 +35,7 @@ Run::
     make bench                                            # 15 repeats, 2 threads
     .venv/bin/python bench/bench_engine.py --quick        # smoke run
     .venv/bin/python bench/bench_engine.py --repeats 30 --threads 2
+    .venv/bin/python bench/bench_engine.py --only "MNIST train"          # some rows
 
 The full results are also written to ``bench/results/engine.json``. ``--threads`` sets
 torch's intra-op threads and the number of pieces convlens splits a batch into
@@ -105,6 +106,11 @@ CASES: list[tuple[Workload, Mode, int]] = [
 ]
 
 
+def case_label(workload: Workload | str, mode: Mode, batch: int) -> str:
+    """``"Tiny VGG train N=32"``: a row of the table."""
+    return f"{getattr(workload, 'name', workload)} {mode} N={batch}"
+
+
 @dataclass
 class Timing:
     samples_ms: list[float]
@@ -139,7 +145,7 @@ class CaseResult:
 
     @property
     def label(self) -> str:
-        return f"{self.workload} {self.mode} N={self.batch}"
+        return case_label(self.workload, self.mode, self.batch)
 
     @property
     def ratio(self) -> float:
@@ -417,7 +423,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--memory-steps", type=int, default=1000, help="training steps for the memory check"
     )
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help='run only the cases whose label contains TEXT (e.g. "MNIST train"); '
+        "nothing is written to bench/results",
+    )
     args = parser.parse_args(argv)
+    cases = [c for c in CASES if args.only is None or args.only in case_label(*c)]
+    if not cases:
+        parser.error(f"no case label contains {args.only!r}")
     repeats = args.repeats or (3 if args.quick else 15)
     warmup = 1 if args.quick else 3
 
@@ -439,8 +454,10 @@ def main(argv: list[str] | None = None) -> None:
         f"each a {SETTLE_S} s sleep, {WARM_S} s of untimed calls and {RUN_LENGTH} timed calls\n"
     )
 
-    results = [run_case(w, mode, n, repeats, warmup, rate) for w, mode, n in CASES]
+    results = [run_case(w, mode, n, repeats, warmup, rate) for w, mode, n in cases]
     print(format_table(results))
+    if args.only is not None:
+        return
     steps = 20 if args.quick else args.memory_steps
     memory = memory_growth(steps)
     print(
