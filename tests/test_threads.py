@@ -189,3 +189,29 @@ def test_a_forked_child_can_still_split(split_over):
     with context.Pool(1) as children:
         result = children.apply_async(model.forward, (x,)).get(timeout=60)
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: nn.SGD(ps, lr=0.1),
+        lambda ps: nn.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
+        lambda ps: nn.SGD(ps, lr=0.1, momentum=0.8, dampening=0.3),
+        lambda ps: nn.Adam(ps, lr=0.01, weight_decay=0.01),
+    ],
+)
+def test_optimizers_update_large_parameters_in_pieces_with_the_same_numbers(make, split_over):
+    """A parameter of 2·MIN_VALUES + 3 values is updated in two pieces side by side; the
+    values equal one whole update's bit for bit (every operation is element-wise)."""
+    shape = (2 * threads.MIN_VALUES + 3,)
+    results = []
+    for count in (1, 2):
+        split_over(count)
+        assert len(threads.pieces(shape[0], threads.MIN_VALUES)) == count
+        p = nn.Parameter(np.random.default_rng(6).standard_normal(shape, dtype=np.float32))
+        optimizer = make([p])
+        for step in range(3):
+            p.grad[...] = np.random.default_rng(step).standard_normal(shape, dtype=np.float32)
+            optimizer.step()
+        results.append(p.data)
+    np.testing.assert_array_equal(results[0], results[1])

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from math import prod
 from typing import Any
 
 import numpy as np
 
+from . import threads
 from .checks import flag, fraction, integer
 from .layer import Layer, default_rng, init_uniform
+
+#: The whole-batch weight gradient's rows are shared out over the threads in pieces of at
+#: least this many (each piece's product reads all of x, so thinner ones do not pay).
+MIN_ROWS = 32
 
 
 class Flatten(Layer):
@@ -129,13 +135,18 @@ class Dense(Layer):
         in batch order, each holding its deferred ``(x, dy)``): one product over the whole
         batch. Per piece, each thin product (K = the piece's samples) would write the whole
         ``(out, in)`` matrix, and adding the pieces' matrices and zeroing them would cost as
-        much again: for the MNIST net's 3872 × 128 layer, about 0.5 ms of a 6 ms step."""
+        much again: for the MNIST net's 3872 × 128 layer, about 0.5 ms of a 6 ms step.
+        The product's rows are shared out over the threads instead (0.6 → 0.3 ms there)."""
         saved = [piece.__dict__.pop("_deferred") for piece in pieces]
         x = np.concatenate([x for x, _ in saved])
         dy = np.concatenate([dy for _, dy in saved])
-        self.weight.grad += dy.T @ x  # (out, N) @ (N, in)
+        rows = threads.pieces(self.out_features, MIN_ROWS)
+        threads.run_side_by_side([partial(self._add_weight_grad, x, dy, r) for r in rows])
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=0)
+
+    def _add_weight_grad(self, x: np.ndarray, dy: np.ndarray, rows: slice) -> None:
+        self.weight.grad[rows] += dy[:, rows].T @ x  # (out, N) @ (N, in), these rows of out
 
     def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
         """Output ``y[o] = Σ_k W[o, k] x[k] + b[o]``: inputs, weights, products, bias."""

@@ -1,13 +1,18 @@
-"""Optimizers with exactly torch.optim's update rules (same order of operations)."""
+"""Optimizers with exactly torch.optim's update rules (same order of operations).
+
+Every update is element-wise, so a large parameter is updated in pieces side by side, one
+per thread (:func:`~convlens.nn.threads.in_pieces`), with the same numbers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 
 from .checks import integer
 from .parameter import Parameter
+from .threads import in_pieces
 
 
 class Optimizer:
@@ -101,18 +106,28 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         for i, p in enumerate(self.params):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if self.momentum:
-                v = self.velocity[i]
-                if v is None:
-                    v = self.velocity[i] = g.copy()
-                else:
-                    v *= self.momentum
-                    v += (1 - self.dampening) * g if self.dampening else g
-                g = g + self.momentum * v if self.nesterov else v
-            p.data -= self.lr * g
+            if not self.momentum:
+                in_pieces(self._update, p.data, p.grad)
+                continue
+            first = self.velocity[i] is None
+            if first:
+                self.velocity[i] = np.empty_like(p.data)
+            in_pieces(partial(self._update, first=first), p.data, p.grad, self.velocity[i])
+
+    def _update(
+        self, theta: np.ndarray, g: np.ndarray, v: np.ndarray | None = None, first: bool = False
+    ) -> None:
+        """One parameter's update in place (or a piece's: every operation is element-wise)."""
+        if self.weight_decay:
+            g = g + self.weight_decay * theta
+        if v is not None:
+            if first:
+                v[...] = g
+            else:
+                v *= self.momentum
+                v += (1 - self.dampening) * g if self.dampening else g
+            g = g + self.momentum * v if self.nesterov else v
+        theta -= self.lr * g
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
         arrays = {f"velocity.{i}": v for i, v in enumerate(self.velocity) if v is not None}
@@ -164,14 +179,27 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - beta1**self.t)
         correction2_sqrt = (1 - beta2**self.t) ** 0.5
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            m += (1 - beta1) * (g - m)
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-            denom = np.sqrt(v) / correction2_sqrt + self.eps
-            p.data -= step_size * (m / denom)
+            update = partial(self._update, step_size=step_size, correction2_sqrt=correction2_sqrt)
+            in_pieces(update, p.data, p.grad, m, v)
+
+    def _update(
+        self,
+        theta: np.ndarray,
+        g: np.ndarray,
+        m: np.ndarray,
+        v: np.ndarray,
+        step_size: float,
+        correction2_sqrt: float,
+    ) -> None:
+        """One parameter's update in place (or a piece's: every operation is element-wise)."""
+        beta1, beta2 = self.betas
+        if self.weight_decay:
+            g = g + self.weight_decay * theta
+        m += (1 - beta1) * (g - m)
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        denom = np.sqrt(v) / correction2_sqrt + self.eps
+        theta -= step_size * (m / denom)
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
         arrays = {f"m.{i}": m for i, m in enumerate(self.m)}

@@ -27,15 +27,21 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from contextvars import copy_context
+from functools import partial
 from itertools import pairwise
 from typing import TypeVar
 
+import numpy as np
 from threadpoolctl import ThreadpoolController
 
 R = TypeVar("R")
 
 #: A piece of a batch has at least this many samples; smaller batches are not split.
 MIN_PIECE = 4
+#: A piece of an element-wise update (:func:`in_pieces`) has at least this many values:
+#: handing a piece to another thread costs about 0.1 ms, a pass over 2**17 float32 values
+#: about 0.03 ms, and an optimizer makes four or five such passes.
+MIN_VALUES = 2**17
 
 
 def _default_count() -> int:
@@ -84,10 +90,39 @@ def batch_pieces(n_samples: int) -> list[slice]:
     """The batch's pieces, one per thread and at least :data:`MIN_PIECE` samples each;
     a single piece when the batch is small, one thread is set, or this thread is already
     running a piece."""
-    count = min(_num_threads, n_samples // MIN_PIECE)
+    return pieces(n_samples, MIN_PIECE)
+
+
+def in_pieces(update: Callable[..., object], *arrays: np.ndarray) -> None:
+    """Run ``update(*arrays)``, an element-wise update in place, on pieces of the arrays side
+    by side: each piece is the same stretch of every array, flattened. Arrays smaller than
+    two pieces of :data:`MIN_VALUES`, or not contiguous, are updated whole on this thread.
+
+    Parameters
+    ----------
+    update : callable
+        Takes the arrays (or equal pieces of them) and updates them in place, value by value.
+    *arrays : np.ndarray
+        Of one size.
+    """
+    size = arrays[0].size
+    contiguous = all(a.flags.c_contiguous and a.size == size for a in arrays)
+    stretches = pieces(size, MIN_VALUES) if contiguous else [slice(0, size)]
+    if len(stretches) == 1:
+        update(*arrays)
+        return
+    flat = [a.reshape(-1) for a in arrays]  # views, as the arrays are contiguous
+    run_side_by_side([partial(update, *(f[s] for f in flat)) for s in stretches])
+
+
+def pieces(size: int, minimum: int) -> list[slice]:
+    """``range(size)`` in one slice per thread, each at least ``minimum`` long; a single
+    slice when that leaves fewer than two, one thread is set, or this thread is already
+    running a piece."""
+    count = min(_num_threads, size // minimum)
     if count < 2 or getattr(_local, "busy", False):
-        return [slice(0, n_samples)]
-    bounds = [n_samples * k // count for k in range(count + 1)]
+        return [slice(0, size)]
+    bounds = [size * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in pairwise(bounds)]
 
 
