@@ -55,10 +55,12 @@ def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
     return weight[..., ::-1, ::-1] if mode == "convolution" else weight
 
 
-#: im2col blocks of about this many bytes stay in the CPU cache while the matrix product
-#: reads them; measured on Tiny VGG's second conv at batch 32: 7.3 ms in one block, 3.3 ms
-#: in blocks of two to four samples.
-BLOCK_BYTES = 2**21
+#: The im2col matrix and products of a block of samples take about this many bytes. Once
+#: the scratch buffers were kept between calls, fewer and larger blocks paid: Tiny VGG at
+#: batch 32 on 2 threads (a block of 16 samples), same-process A/B against 2 MiB blocks:
+#: forward 0.86-0.89, training step 0.95-0.97; 1 MiB blocks took 1.10. (Before those
+#: buffers, 2 MiB blocks paid for freshly mapped memory: 7.3 → 3.3 ms on the second conv.)
+BLOCK_BYTES = 2**24
 
 
 def im2col(
@@ -116,8 +118,8 @@ def im2col_rows(
 _workspace = threading.local()  # this thread's scratch buffers, by name
 
 #: The largest scratch buffer a thread keeps between calls, so each thread keeps at most
-#: two of this size ("columns" and "products"). Training needs about :data:`BLOCK_BYTES`
-#: per buffer (Tiny VGG and the MNIST net at batch 32: 2.0 MB at most, measured); a larger
+#: two of this size ("columns" and "products"). Training needs at most :data:`BLOCK_BYTES`
+#: per buffer (Tiny VGG at batch 32: 15 MB, its second conv's 16 samples); a larger
 #: request, such as one sample under a huge dilation with "same" padding (390 MB at
 #: dilation 2000 on 28×28), gets a buffer for that call alone, so that no call leaves the
 #: process larger for good.
