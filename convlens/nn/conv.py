@@ -161,15 +161,20 @@ def _blocks(n_samples: int, sample_bytes: int):
     return [slice(start, start + step) for start in range(0, n_samples, step)]
 
 
-def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int) -> bool:
+def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int, out: Pair) -> bool:
     """Whether :func:`correlate` at stride 1 pays for using the kernel row by row.
 
     Measured at batch 16 with 3×3 kernels (time by rows / time whole): it pays where the
     whole product's M = O is at most 16 and its K per kernel row, C·kw, is at least 3·O —
-    0.82 at C = O = 10 (Tiny VGG), 0.88 at 64 → 16 — and costs where O is larger
-    (1.19 at 64 → 64) or C·kw small (1.25 at 3 → 10, 2.3 at 1 → 16).
+    0.79 at C = O = 10 on 64×64 (Tiny VGG's second conv), 0.68-0.76 at 64 → 16, 0.94 at
+    32 → 16 on 15×15 — and costs where O is larger (1.19 at 64 → 64) or C·kw small (1.25
+    at 3 → 10, 2.3 at 1 → 16). With as many inputs as outputs it pays on large images
+    only: 1.04-1.14 at C = O = 10 on 30×30 and 32×32, where the whole im2col matrix is
+    still small.
     """
-    return out_channels <= 16 and in_channels * kernel_width >= 3 * out_channels
+    if out_channels > 16 or in_channels * kernel_width < 3 * out_channels:
+        return False
+    return in_channels > out_channels or out[0] * out[1] >= 48 * 48
 
 
 def correlate(
@@ -195,7 +200,7 @@ def correlate(
     VGG's second conv forward: 3.2 → 2.6 ms at batch 16); see :func:`_by_kernel_rows`.
     """
     O, C, kh, kw = kernel.shape
-    taps = kh if stride == (1, 1) and _by_kernel_rows(C, O, kw) else 1
+    taps = kh if stride == (1, 1) and _by_kernel_rows(C, O, kw, out) else 1
     # Whole padded rows (width Wp) make the gather one long copy per row of cols, but the
     # output then carries Wp − W' wrapped columns per row and is copied once more to drop
     # them. That pays where cols are the bigger matrix, K = C·kh·kw > O; a first layer
