@@ -25,6 +25,7 @@ The literal loop versions of all three live in :mod:`convlens.nn.reference`.
 from __future__ import annotations
 
 import threading
+from math import prod
 from typing import Any, Literal
 
 import numpy as np
@@ -132,7 +133,7 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     training step, made the allocator map and fault in new pages each time (about a
     quarter of a Tiny VGG step, measured). Buffers over :data:`SCRATCH_KEEP_BYTES` are
     not kept."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    nbytes = prod(shape) * np.dtype(dtype).itemsize
     if nbytes > SCRATCH_KEEP_BYTES:
         return np.empty(shape, dtype)
     buffer = getattr(_workspace, name, None)
@@ -472,14 +473,14 @@ class Conv2D(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         H, W = self._check_input_shape(tuple(input_shape), batched=False)
         out = conv_output_size(
-            (H, W), self.kernel_size, self.stride, self.dilation, self.padding2d, repr(self)
+            (H, W), self.kernel_size, self.stride, self.dilation, self.padding2d, self
         )
         return (self.out_channels, *out)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         H, W = self._check_input_shape(x.shape, batched=True)
         out = conv_output_size(
-            (H, W), self.kernel_size, self.stride, self.dilation, self.padding2d, repr(self)
+            (H, W), self.kernel_size, self.stride, self.dilation, self.padding2d, self
         )
         xp = pad_or_crop(x, self.padding2d)  # (N, C, H + t + b, W + l + r)
         kernel = effective_kernel(self._checked_weight(), self.mode)

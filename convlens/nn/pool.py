@@ -84,9 +84,7 @@ class _Pool2D(Layer):
         return (C, *self._out_size((H, W)))
 
     def _out_size(self, size: Pair) -> Pair:
-        return conv_output_size(
-            size, self.kernel_size, self.stride, (1, 1), self.padding2d, repr(self)
-        )
+        return conv_output_size(size, self.kernel_size, self.stride, (1, 1), self.padding2d, self)
 
     def _padded(self, x: np.ndarray) -> tuple[np.ndarray, Pair]:
         if x.ndim != 4:

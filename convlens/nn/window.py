@@ -125,12 +125,13 @@ def written_padding(padding: PaddingSpec, resolved: Padding2D) -> str | Pair | P
 
 
 def conv_output_size(
-    size: Pair, kernel: Pair, stride: Pair, dilation: Pair, padding: Padding2D, who: str
+    size: Pair, kernel: Pair, stride: Pair, dilation: Pair, padding: Padding2D, who: object
 ) -> Pair:
     """Output size ``⌊(H + top + bottom − d·(k−1) − 1) / s⌋ + 1`` per axis.
 
     Raises a ValueError naming every size involved when the dilated kernel does not
     fit in the padded input, or when a negative padding crops more than the input holds.
+    ``who`` (a layer, or its name) begins the message; a layer is formatted only then.
     """
     out = []
     for axis, lines in enumerate(("rows", "columns")):
