@@ -167,15 +167,16 @@ def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int, out:
 
     Measured at batch 16 with 3×3 kernels (time by rows / time whole): it pays where the
     whole product's M = O is at most 16 and its K per kernel row, C·kw, is at least 3·O —
-    0.79 at C = O = 10 on 64×64 (Tiny VGG's second conv), 0.68-0.76 at 64 → 16, 0.94 at
-    32 → 16 on 15×15 — and costs where O is larger (1.19 at 64 → 64) or C·kw small (1.25
-    at 3 → 10, 2.3 at 1 → 16). With as many inputs as outputs it pays on large images
-    only: 1.04-1.14 at C = O = 10 on 30×30 and 32×32, where the whole im2col matrix is
-    still small.
+    0.79 at C = O = 10 on 64×64 (Tiny VGG's second conv), 0.68-0.76 at 64 → 16 on 30×30
+    — and costs where O is larger (1.19 at 64 → 64) or C·kw small (1.25 at 3 → 10, 2.3 at
+    1 → 16). And it pays on large images only, where the whole im2col matrix no longer
+    stays in the cache: from 48×48 with as many inputs as outputs (1.04-1.14 at C = O = 10
+    on 30×30), from 24×24 with more (the MNIST net's dL/dx of its 16 → 32 conv, 32 → 16
+    on 13×13: whole training steps took 0.90-0.93 without it).
     """
     if out_channels > 16 or in_channels * kernel_width < 3 * out_channels:
         return False
-    return in_channels > out_channels or out[0] * out[1] >= 48 * 48
+    return out[0] * out[1] >= (24 * 24 if in_channels > out_channels else 48 * 48)
 
 
 def correlate(
