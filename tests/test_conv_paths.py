@@ -40,21 +40,3 @@ def test_forward_and_backward_match_the_loops(channels, filters, kernel, padding
     ref_dx, ref_dw, ref_db = reference.conv2d_backward(dy, x, w, *args)
     for got, expected in ((dx, ref_dx), (layer.weight.grad, ref_dw), (layer.bias.grad, ref_db)):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-
-
-def test_kernel_rows_on_a_large_image_match_the_loops():
-    """As many inputs as outputs: by kernel rows only from 48×48 outputs on (see
-    ``conv._by_kernel_rows``); both sides of that size give the loops' numbers."""
-    rng = np.random.default_rng(7)
-    layer = nn.Conv2D(2, 2, 3, padding="same").astype(np.float64)
-    w, b = layer.weight.data, layer.bias.data
-    args = (layer.stride, layer.padding2d, layer.dilation, layer.mode)
-    for size in (47, 48):
-        x = rng.standard_normal((1, 2, size, size))
-        y = layer.forward(x)
-        np.testing.assert_allclose(y, reference.conv2d_forward(x, w, b, *args), rtol=1e-12)
-        layer.zero_grad()
-        dx = layer.backward(dy := rng.standard_normal(y.shape))
-        ref_dx, ref_dw, _ = reference.conv2d_backward(dy, x, w, *args)
-        np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(layer.weight.grad, ref_dw, rtol=1e-12, atol=1e-12)

@@ -162,21 +162,15 @@ def _blocks(n_samples: int, sample_bytes: int):
     return [slice(start, start + step) for start in range(0, n_samples, step)]
 
 
-def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int, out: Pair) -> bool:
+def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int) -> bool:
     """Whether :func:`correlate` at stride 1 pays for using the kernel row by row.
 
     Measured at batch 16 with 3×3 kernels (time by rows / time whole): it pays where the
     whole product's M = O is at most 16 and its K per kernel row, C·kw, is at least 3·O —
-    0.79 at C = O = 10 on 64×64 (Tiny VGG's second conv), 0.68-0.76 at 64 → 16 on 30×30
-    — and costs where O is larger (1.19 at 64 → 64) or C·kw small (1.25 at 3 → 10, 2.3 at
-    1 → 16). And it pays on large images only, where the whole im2col matrix no longer
-    stays in the cache: from 48×48 with as many inputs as outputs (1.04-1.14 at C = O = 10
-    on 30×30), from 24×24 with more (the MNIST net's dL/dx of its 16 → 32 conv, 32 → 16
-    on 13×13: whole training steps took 0.90-0.93 without it).
+    0.82 at C = O = 10 (Tiny VGG), 0.88 at 64 → 16 — and costs where O is larger
+    (1.19 at 64 → 64) or C·kw small (1.25 at 3 → 10, 2.3 at 1 → 16).
     """
-    if out_channels > 16 or in_channels * kernel_width < 3 * out_channels:
-        return False
-    return out[0] * out[1] >= (24 * 24 if in_channels > out_channels else 48 * 48)
+    return out_channels <= 16 and in_channels * kernel_width >= 3 * out_channels
 
 
 def correlate(
@@ -202,7 +196,7 @@ def correlate(
     VGG's second conv forward: 3.2 → 2.6 ms at batch 16); see :func:`_by_kernel_rows`.
     """
     O, C, kh, kw = kernel.shape
-    taps = kh if stride == (1, 1) and _by_kernel_rows(C, O, kw, out) else 1
+    taps = kh if stride == (1, 1) and _by_kernel_rows(C, O, kw) else 1
     # Whole padded rows (width Wp) make the gather one long copy per row of cols, but the
     # output then carries Wp − W' wrapped columns per row and is copied once more to drop
     # them. That pays where cols are the bigger matrix, K = C·kh·kw > O; a first layer
