@@ -115,7 +115,7 @@ class Dense(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         self.backward_parameters(dy)
-        return dy @ self.weight.data  # (N, out) @ (out, in)
+        return (self.weight.data.T @ dy.T).T  # dxᵀ = Wᵀ δᵀ: (in, out) @ (out, N), as forward
 
     #: Set by :class:`Sequential` while the pieces of a batch split over threads run back:
     #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed, and
