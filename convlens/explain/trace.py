@@ -217,8 +217,7 @@ def backward_all(
     gradients[last + 1] = delta
     for i in range(last, -1, -1):
         delta = gradients[i + 1][None].astype(activations[i + 1].dtype)
-        gradients[i] = model.layers[i].backward(delta)[0]
-    model.zero_grad()
+        gradients[i] = model.layers[i].input_gradient(delta)[0]  # no parameter gradients
     return gradients
 
 

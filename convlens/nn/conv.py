@@ -529,19 +529,23 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        x_shape = self.backward_parameters(dy)
+        self.backward_parameters(dy)
+        return self.input_gradient(dy)
+
+    def input_gradient(self, dy: np.ndarray) -> np.ndarray:
+        x_shape, _, y_shape = self._saved()
+        self._check_grad_shape(dy, y_shape)
         kernel = effective_kernel(self.weight.data, self.mode)
         return input_grad(dy, kernel, x_shape[2:], self.padding2d, self.stride, self.dilation)
 
-    def backward_parameters(self, dy: np.ndarray) -> tuple[int, ...]:
-        """Add dL/dW and dL/db into ``.grad``; returns the input's shape."""
-        x_shape, xp, y_shape = self._saved()
+    def backward_parameters(self, dy: np.ndarray) -> None:
+        """Add dL/dW and dL/db into ``.grad``."""
+        _, xp, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
         d_kernel = weight_grad(dy, xp, self.weight.data.shape, self.stride, self.dilation)
         self.weight.grad += effective_kernel(d_kernel, self.mode)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=(0, 2, 3))
-        return x_shape
 
     # -- checks ------------------------------------------------------------------------
     def _check_input_shape(self, shape: tuple[int, ...], batched: bool) -> tuple[int, int]:

@@ -115,6 +115,11 @@ class Dense(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         self.backward_parameters(dy)
+        return self.input_gradient(dy)
+
+    def input_gradient(self, dy: np.ndarray) -> np.ndarray:
+        _, y_shape = self._saved()
+        self._check_grad_shape(dy, y_shape)
         return (self.weight.data.T @ dy.T).T  # dxᵀ = Wᵀ δᵀ: (in, out) @ (out, N), as forward
 
     #: Set by :class:`Sequential` while the pieces of a batch split over threads run back:

@@ -101,6 +101,12 @@ class Layer:
         the full backward."""
         self.backward(dy)
 
+    def input_gradient(self, dy: np.ndarray) -> np.ndarray:
+        """Only dL/dx of ``backward``, leaving every ``.grad`` as it is (what an explainer
+        needs: the gradient flowing back through the network, not an update). Layers with
+        parameters override it; for the others it is their backward."""
+        return self.backward(dy)
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain JSON-able data."""
         return {}

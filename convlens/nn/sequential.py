@@ -64,6 +64,12 @@ def _backward(layers: Sequence[Layer], dy: np.ndarray, input_grad: bool) -> np.n
     return None
 
 
+def _input_gradient(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
+    for layer in reversed(layers):
+        dy = layer.input_gradient(dy)
+    return dy
+
+
 def _replicate(layers: Sequence[Layer], earlier: Sequence[Layer] | None) -> list[Layer]:
     """Replicas of ``layers``, reusing ``earlier`` ones where they line up."""
     if earlier is None or len(earlier) != len(layers):
@@ -162,6 +168,13 @@ class Sequential(Layer):
                     p.grad += twin_p.grad
                     twin_p.zero_grad()  # so that a second backward adds only its own share
         return np.concatenate(results) if input_grad else None
+
+    def input_gradient(self, dy: np.ndarray) -> np.ndarray:
+        """dL/dx through every layer, leaving every ``.grad`` as it is (see
+        :meth:`Layer.input_gradient`)."""
+        runs = self._cache or [(self.layers, slice(0, len(dy)))]
+        tasks = [partial(_input_gradient, layers, dy[piece]) for layers, piece in runs]
+        return np.concatenate(run_side_by_side(tasks))
 
     def splits_batch(self) -> bool:
         return all(layer.splits_batch() for layer in self.layers)
