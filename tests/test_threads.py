@@ -215,3 +215,37 @@ def test_optimizers_update_large_parameters_in_pieces_with_the_same_numbers(make
             optimizer.step()
         results.append(p.data)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_large_activations_cut_the_batch_into_whole_rounds_of_pieces(split_over):
+    """Pieces whose largest activation would outgrow PIECE_BYTES are cut smaller, in a
+    multiple of the thread count; one thread never splits."""
+    split_over(2)
+    per_sample = threads.PIECE_BYTES // 16
+    assert len(threads.batch_pieces(32, per_sample)) == 2  # 16 a piece: fits
+    cut = threads.batch_pieces(128, per_sample)
+    assert len(cut) == 8 and [p.stop - p.start for p in cut] == [16] * 8
+    assert len(threads.batch_pieces(40, 10 * threads.PIECE_BYTES)) == 10  # MIN_PIECE each
+    split_over(1)
+    assert threads.batch_pieces(128, per_sample) == [slice(0, 128)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_more_pieces_than_threads_match_one_thread(seed, split_over, monkeypatch):
+    rng = np.random.default_rng(100 + seed)
+    model, shape = random_model(rng)
+    n = int(rng.integers(16, 40))
+    x, dy = rng.standard_normal((n, *shape)), rng.standard_normal((n, 3))
+    split_over(1)
+    y1, dx1, grads1 = run(model, x, dy, True)
+    split_over(2)
+    monkeypatch.setattr(threads, "PIECE_BYTES", 1)  # every piece MIN_PIECE samples
+    y, dx, grads = run(model, x, dy, True)
+    assert len(model._cache or []) == len(threads.batch_pieces(n, 1)) > 2
+    assert_close(y, y1, 1e-13)
+    assert_close(dx, dx1, 1e-13)
+    for g, g1 in zip(grads, grads1, strict=True):
+        assert_close(g, g1, 1e-12)
+    _, _, again = run(model, x, dy, True)
+    for a, b in zip(grads, again, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -116,7 +116,10 @@ class Sequential(Layer):
         """Run every layer. A batch is cut into one piece per thread (see
         :mod:`convlens.nn.threads`) when every layer allows it: piece 0 runs through these
         layers, each other piece through a :meth:`replica` of them, all at once."""
-        pieces = batch_pieces(len(x)) if self.splits_batch() else [slice(0, len(x))]
+        if self.splits_batch():
+            pieces = batch_pieces(len(x), self._largest_activation_bytes(x))
+        else:
+            pieces = [slice(0, len(x))]
         if len(pieces) == 1:
             self._cache = None
             return _forward(self.layers, x)
@@ -178,6 +181,19 @@ class Sequential(Layer):
 
     def splits_batch(self) -> bool:
         return all(layer.splits_batch() for layer in self.layers)
+
+    def _largest_activation_bytes(self, x: np.ndarray) -> int:
+        """Bytes of one sample's largest layer output for input ``x`` (0 where the layers
+        refuse its shape: forward then says why)."""
+        shape = x.shape[1:]
+        largest = prod(shape)
+        try:
+            for layer in self.layers:
+                shape = layer.output_shape(shape)
+                largest = max(largest, prod(shape))
+        except ValueError:
+            return 0
+        return largest * x.itemsize
 
     def replica(self, previous: Layer | None = None) -> Sequential:
         earlier = getattr(previous, "layers", None)

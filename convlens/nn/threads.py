@@ -38,6 +38,14 @@ R = TypeVar("R")
 
 #: A piece of a batch has at least this many samples; smaller batches are not split.
 MIN_PIECE = 4
+#: A piece of a batch whose largest activation would take more bytes than this is cut
+#: smaller (:func:`batch_pieces`), so that one layer's output is still in the cache when the
+#: next layer reads it. Measured on one thread, 64 samples through Tiny VGG's training
+#: step (largest activation 154 kB a sample): 4 pieces of 16 took 0.92-0.96 of one piece;
+#: the MNIST net (43 kB a sample) gained nothing from pieces of 32 and lost with 16. At
+#: batch 128 on 2 threads (alternating processes): Tiny VGG's step 0.93, its forward 0.92,
+#: the MNIST net's step 0.96; batches of 32 are cut as before.
+PIECE_BYTES = 5 * 2**19
 #: A piece of an element-wise update (:func:`in_pieces`) has at least this many values:
 #: handing a piece to another thread costs about 0.1 ms, a pass over 2**17 float32 values
 #: about 0.03 ms, and an optimizer makes four or five such passes.
@@ -86,11 +94,22 @@ def set_num_threads(count: int) -> None:
     _num_threads = count
 
 
-def batch_pieces(n_samples: int) -> list[slice]:
+def batch_pieces(n_samples: int, sample_bytes: int = 0) -> list[slice]:
     """The batch's pieces, one per thread and at least :data:`MIN_PIECE` samples each;
     a single piece when the batch is small, one thread is set, or this thread is already
-    running a piece."""
-    return pieces(n_samples, MIN_PIECE)
+    running a piece.
+
+    Where a piece's largest activation (``sample_bytes`` per sample) would outgrow
+    :data:`PIECE_BYTES`, the batch is cut into a multiple of the thread count instead, each
+    thread running its share of pieces one after the other, each through all the layers.
+    """
+    split = pieces(n_samples, MIN_PIECE)
+    if len(split) == 1 or sample_bytes * (n_samples // len(split)) <= PIECE_BYTES:
+        return split
+    per_piece = max(MIN_PIECE, PIECE_BYTES // sample_bytes)
+    count = len(split) * -(-n_samples // (per_piece * len(split)))  # rounded up to whole rounds
+    bounds = [n_samples * k // count for k in range(count + 1)]
+    return [slice(a, b) for a, b in pairwise(bounds)]
 
 
 def in_pieces(update: Callable[..., object], *arrays: np.ndarray) -> None:
@@ -127,22 +146,24 @@ def pieces(size: int, minimum: int) -> list[slice]:
 
 
 def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
-    """Run the tasks at the same time (the first on this thread) and return their results
-    in order. BLAS runs one thread per call meanwhile. An error in any task is raised once
-    every task has finished."""
-    if len(tasks) < 2:
+    """Run the tasks at the same time, each thread a consecutive share of them in order
+    (the first share on this thread), and return their results in order. BLAS runs one
+    thread per call meanwhile. An error in any task is raised once every share has
+    finished."""
+    shares = [tasks[share] for share in pieces(len(tasks), 1)]  # one per thread, in order
+    if len(shares) < 2:
         return [task() for task in tasks]
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(_num_threads - 1, thread_name_prefix="convlens")
     with one_blas_thread():
-        # each task runs in a copy of the caller's context: np.errstate and the like hold
-        others = [_pool.submit(copy_context().run, _as_piece, task) for task in tasks[1:]]
+        # each share runs in a copy of the caller's context: np.errstate and the like hold
+        others = [_pool.submit(copy_context().run, _as_pieces, share) for share in shares[1:]]
         try:
-            first = _as_piece(tasks[0])
+            first = _as_pieces(shares[0])
         finally:
             wait(others)
-        return [first, *(future.result() for future in others)]
+        return [*first, *(result for future in others for result in future.result())]
 
 
 @contextmanager
@@ -166,9 +187,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _as_piece(task: Callable[[], R]) -> R:
+def _as_pieces(tasks: Sequence[Callable[[], R]]) -> list[R]:
     _local.busy = True
     try:
-        return task()
+        return [task() for task in tasks]
     finally:
         _local.busy = False
