@@ -178,8 +178,8 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         step_size = self.lr / (1 - beta1**self.t)
         correction2_sqrt = (1 - beta2**self.t) ** 0.5
+        update = partial(self._update, step_size=step_size, correction2_sqrt=correction2_sqrt)
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            update = partial(self._update, step_size=step_size, correction2_sqrt=correction2_sqrt)
             in_pieces(update, p.data, p.grad, m, v)
 
     def _update(

@@ -113,9 +113,10 @@ class Sequential(Layer):
 
     # -- running ---------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run every layer. A batch is cut into one piece per thread (see
-        :mod:`convlens.nn.threads`) when every layer allows it: piece 0 runs through these
-        layers, each other piece through a :meth:`replica` of them, all at once."""
+        """Run every layer. A batch is cut into one piece per thread, or into cache-sized
+        pieces shared out over the threads (see :mod:`convlens.nn.threads`), when every
+        layer allows it: piece 0 runs through these layers, each other piece through a
+        :meth:`replica` of them, the threads side by side."""
         if self.splits_batch():
             pieces = batch_pieces(len(x), self._largest_activation_bytes(x))
         else:

@@ -4,7 +4,10 @@ Samples in a batch are independent, so :class:`~convlens.nn.Sequential` can cut 
 into one piece per core and push each piece through its own copy of the layers (same
 weights, own caches and gradients) on its own thread; the gradients are added up in piece
 order afterwards. NumPy releases the interpreter lock inside its array loops and matrix
-products, so the threads really do run at once.
+products, so the threads really do run at once. A batch whose activations would not fit
+in the cache is cut into more pieces, each thread running its share one after the other
+(:data:`PIECE_BYTES`). Element-wise updates of large arrays, such as an optimizer's, are
+shared out the same way (:func:`in_pieces`).
 
 The alternative, letting the BLAS library split each matrix product over the cores, pays
 off badly here: a convolution is many small products, too small to share, and everything
@@ -14,9 +17,9 @@ in two, where BLAS threading reached 33 ms. While pieces run, BLAS is held to on
 per call so the cores are not oversubscribed.
 
 ``set_num_threads(1)`` runs everything on the caller's thread. Results do not depend on
-timing, only on the thread count (the pieces' gradients are summed in a fixed order), so a
-run repeats bit for bit on the same machine; set one thread for results that do not
-depend on the core count either.
+timing, only on the thread count and the batch's shape (the pieces' gradients are summed
+in a fixed order), so a run repeats bit for bit on the same machine; set one thread for
+results that do not depend on the core count either.
 """
 
 from __future__ import annotations
@@ -107,9 +110,8 @@ def batch_pieces(n_samples: int, sample_bytes: int = 0) -> list[slice]:
     if len(split) == 1 or sample_bytes * (n_samples // len(split)) <= PIECE_BYTES:
         return split
     per_piece = max(MIN_PIECE, PIECE_BYTES // sample_bytes)
-    count = len(split) * -(-n_samples // (per_piece * len(split)))  # rounded up to whole rounds
-    bounds = [n_samples * k // count for k in range(count + 1)]
-    return [slice(a, b) for a, b in pairwise(bounds)]
+    rounds = -(-n_samples // (per_piece * len(split)))  # pieces per thread, rounded up
+    return _even_slices(n_samples, rounds * len(split))
 
 
 def in_pieces(update: Callable[..., object], *arrays: np.ndarray) -> None:
@@ -141,6 +143,10 @@ def pieces(size: int, minimum: int) -> list[slice]:
     count = min(_num_threads, size // minimum)
     if count < 2 or getattr(_local, "busy", False):
         return [slice(0, size)]
+    return _even_slices(size, count)
+
+
+def _even_slices(size: int, count: int) -> list[slice]:
     bounds = [size * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in pairwise(bounds)]
 
