@@ -20,7 +20,7 @@ from helpers import assert_close
 import convlens.nn as nn
 from convlens.explain import decode, encode, explain_parameter, trace
 from convlens.models import pretrained
-from convlens.train.session import Sessions, SessionSettings, TrainingSession
+from convlens.train.session import Sessions, SessionSettings, TrainingSession, _Data
 from convlens.web.app import create_app
 from convlens.web.samples import bundled_samples
 
@@ -379,3 +379,26 @@ def test_idle_sessions_expire(served):
     time.sleep(0.1)
     assert sessions.expire() == [session.id]
     assert sessions.options()["active"] == 0
+
+
+def test_sessions_with_dropout_repeat_from_their_seed():
+    """A Dropout layer's masks come from the session's seed, so two sessions of the same
+    settings give the same losses; another seed gives others."""
+    rng = np.random.default_rng(0)
+    layers = [nn.Flatten(), nn.Dense(16, 12), nn.ReLU(), nn.Dropout(0.5), nn.Dense(12, 3)]
+    model = nn.Sequential(*layers)
+    model.input_shape = (1, 4, 4)
+    x = rng.random((64, 1, 4, 4), dtype=np.float32)
+    y = rng.integers(0, 3, 64)
+    data = _Data("random", x, y, x[:8], y[:8])
+
+    def losses(seed: int) -> list[float]:
+        settings = SessionSettings(optimizer="sgd", lr=0.1, batch_size=8, seed=seed).validate()
+        trained = TrainingSession("dropout", model, settings, data)
+        trained.step(6)
+        return [entry["loss"] for entry in trained.history]
+
+    first = losses(3)
+    assert len(first) == 6
+    assert losses(3) == first
+    assert losses(4) != first

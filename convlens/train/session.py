@@ -83,7 +83,7 @@ class SessionSettings:
     fresh : bool
         Start from new random weights drawn with ``seed`` instead of the loaded ones.
     seed : int
-        Seeds the fresh weights and the order of the training examples.
+        Seeds the fresh weights, the order of the training examples and any Dropout's masks.
     dataset : str or None
         A dataset that fits the model; None: the one :meth:`Sessions.options` names.
     """
@@ -135,6 +135,14 @@ def copy_model(model: nn.Sequential, fresh_seed: int | None = None) -> nn.Sequen
     return fresh
 
 
+def _all_layers(model: nn.Sequential) -> Iterator[nn.Layer]:
+    """Every layer, those inside nested ``Sequential`` s included, in order."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, nn.Sequential):
+            yield from _all_layers(layer)
+
+
 def fitting_datasets(model: nn.Sequential) -> list[str]:
     """Datasets whose images the model takes and whose classes it scores: the one it was
     trained on first (its metadata says), then the offline one, then the downloads."""
@@ -174,6 +182,9 @@ class TrainingSession:
     ) -> None:
         self.id, self.settings, self.data = session_id, settings, data
         self.model = copy_model(model, settings.seed if settings.fresh else None)
+        for i, layer in enumerate(_all_layers(self.model)):
+            if isinstance(layer, nn.Dropout):  # its masks, too, repeat with the seed
+                layer.rng = np.random.default_rng([settings.seed, i])
         self.model.metadata = {**self.model.metadata, "dataset": data.name}
         ends_with_softmax = bool(self.model.layers) and isinstance(self.model[-1], nn.Softmax)
         # the loss takes the class scores: before a final softmax, if there is one
