@@ -11,7 +11,8 @@ is a *cross-correlation* (``mode="correlation"``, what every framework calls con
 ``mode="convolution"`` uses the kernel rotated by 180°, ``W[o, c, kh−1−a, kw−1−b]``: the
 textbook convolution. Both modes run the same code on an *effective* kernel.
 
-Backward, with ``δ = dL/dy``:
+Backward, with ``δ = dL/dy`` (at stride 1 :func:`weight_grad` and, for layers with many
+outputs, :func:`input_grad` compute the same sums by faster routes, each documented there):
 
 * ``dL/db[o]       = Σ_{n,i,j} δ[n,o,i,j]``
 * ``dL/dW[o,c,a,b] = Σ_{n,i,j} δ[n,o,i,j] · xp[n, c, i·s + a·d, j·s + b·d]`` — the input
@@ -58,9 +59,10 @@ def effective_kernel(weight: np.ndarray, mode: Mode) -> np.ndarray:
 
 #: The im2col matrix and products of a block of samples take about this many bytes. Once
 #: the scratch buffers were kept between calls, fewer and larger blocks paid: Tiny VGG at
-#: batch 32 on 2 threads (a block of 16 samples), same-process A/B against 2 MiB blocks:
-#: forward 0.86-0.89, training step 0.95-0.97; 1 MiB blocks took 1.10. (Before those
-#: buffers, 2 MiB blocks paid for freshly mapped memory: 7.3 → 3.3 ms on the second conv.)
+#: batch 32 on 2 threads (a block of 16 samples) with 2 MiB blocks instead took 1.09× the
+#: time to run forward and 1.06× a training step (alternating processes); 32 MiB blocks
+#: gained nothing more. (Before those buffers, 2 MiB blocks paid for freshly mapped
+#: memory: 7.3 → 3.3 ms on the second conv.)
 BLOCK_BYTES = 2**24
 
 
