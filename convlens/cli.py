@@ -15,7 +15,9 @@ from pathlib import Path
 
 from . import __version__
 
-PRETRAINED = "pretrained"  # the name of the shipped model wherever a command takes a model file
+#: The name of the shipped model wherever a command takes a model file: the same as
+#: ``convlens.models.PRETRAINED``, written out so that the parser imports no NumPy.
+PRETRAINED = "pretrained"
 
 COMMANDS = {
     "info": "show a model's layers, shapes and parameter counts",
@@ -32,54 +34,9 @@ MODEL_HELP = (
 )
 
 
-def load_any_model(path: str, classes: str | None = None):
-    """A model from a .safetensors model or checkpoint, a TF.js model.json or an .onnx file.
-
-    ``"pretrained"`` (when no file has that name) is the shipped model. ``classes`` is a
-    text file with one name per line, or a dataset name. A model without class names whose
-    input and output fit exactly one known dataset gets that dataset's.
-    """
-    from .data import DATASETS, dataset_info
-    from .interop import load_onnx, load_tfjs
-    from .train import load_model
-
-    if str(path) == PRETRAINED and not Path(path).exists():
-        from .models import pretrained
-
-        model = pretrained()
-    elif str(path).endswith(".onnx"):
-        model = load_onnx(path)
-    else:
-        model = load_tfjs(path) if str(path).endswith(".json") else load_model(path)
-    if classes is not None:
-        names = (
-            list(dataset_info(classes).classes)
-            if classes in DATASETS
-            else [line.strip() for line in Path(classes).read_text().splitlines() if line.strip()]
-        )
-        outputs = model.output_shape(model.input_shape) if model.input_shape else None
-        if outputs is not None and outputs != (len(names),):
-            raise ValueError(
-                f"{len(names)} class names in {classes}, the model has {outputs[0]} outputs"
-            )
-        model.classes = names
-    elif model.classes is None and model.input_shape is not None:
-        outputs = model.output_shape(model.input_shape)
-        infos = [dataset_info(n) for n in DATASETS]
-        fits = [
-            info for info in infos
-            if info.input_shape == tuple(model.input_shape) and (len(info.classes),) == outputs
-        ]  # fmt: skip
-        if len(fits) == 1:
-            model.classes = list(fits[0].classes)
-            note = (
-                f"class names from {fits[0].name}, the only dataset that fits (--classes to change)"
-            )
-            print(note, file=sys.stderr)
-    return model
-
-
 def _info(args: argparse.Namespace) -> int:
+    from .train import load_any_model
+
     model = load_any_model(args.model)
     print(args.model)
     if model.classes:
@@ -112,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import dataset_info, load_dataset
-    from .train import evaluate, plot_confusion, trained_loss
+    from .train import evaluate, load_any_model, plot_confusion, trained_loss
 
     model = load_any_model(args.model)
     info = dataset_info(args.dataset)
@@ -222,6 +179,8 @@ def _import_tfjs(args: argparse.Namespace) -> int:
             else "an .onnx file"
         )
         raise ValueError(f"{args.command} reads {what}, not {args.model_json}")
+    from .train import load_any_model
+
     model = load_any_model(args.model_json, args.classes)
     model.save(args.out, model.input_shape, model.classes, model.metadata)
     print(f"wrote {args.out}: {len(model)} layers, {sum(p.size for p in model.parameters()):,} "
@@ -231,6 +190,7 @@ def _import_tfjs(args: argparse.Namespace) -> int:
 
 def _export_onnx(args: argparse.Namespace) -> int:
     from .interop import export_onnx
+    from .train import load_any_model
 
     model = load_any_model(args.model)
     export_onnx(model, args.out)

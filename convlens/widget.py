@@ -209,7 +209,7 @@ def _model(model: Any, classes: Sequence[str] | None) -> nn.Sequential:
 
         network = pretrained()
     elif isinstance(model, str | os.PathLike):
-        from convlens.cli import load_any_model
+        from convlens.train import load_any_model
 
         network = load_any_model(os.fspath(model))
     elif isinstance(model, nn.Sequential):

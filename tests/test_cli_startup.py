@@ -54,3 +54,9 @@ def test_light_and_full_parsers_list_the_same_commands(capsys):
         with pytest.raises(SystemExit):
             main([name, "--help"])
         assert capsys.readouterr().out.startswith(f"usage: convlens {name}")
+
+
+def test_the_cli_spells_the_shipped_models_name_as_the_package_does():
+    from convlens import cli, models
+
+    assert cli.PRETRAINED == models.PRETRAINED

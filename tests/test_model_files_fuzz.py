@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 import convlens.nn as nn
-from convlens.cli import load_any_model, main
+from convlens.cli import main
 from convlens.nn import layer as layer_module
 from convlens.nn import sequential
 from convlens.nn.sequential import MAX_NESTING
-from convlens.train import load_model
+from convlens.train import load_any_model, load_model
 
 FUZZ = settings(
     max_examples=150,

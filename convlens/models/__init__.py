@@ -68,6 +68,8 @@ def mnist_net(in_channels: int = 1, num_classes: int = 10, input_size: int = 28)
 
 
 PRESETS = {"tiny-vgg": tiny_vgg, "mnist-net": mnist_net}
+#: The name that stands for the shipped model wherever a model file is asked for.
+PRETRAINED = "pretrained"
 
 
 def pretrained() -> nn.Sequential:

@@ -5,6 +5,7 @@
 """
 
 from .checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
+from .model_files import load_any_model
 from .plots import plot_confusion, plot_history
 from .trainer import (
     LOSSES,
@@ -25,6 +26,7 @@ __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "evaluate",
+    "load_any_model",
     "load_checkpoint",
     "load_model",
     "plot_confusion",

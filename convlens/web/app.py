@@ -542,8 +542,8 @@ def serving_app(
     for a model that takes them), ``save_dir`` where training keeps models."""
     from threadpoolctl import threadpool_limits
 
-    from convlens.cli import load_any_model
     from convlens.models import pretrained
+    from convlens.train import load_any_model
 
     from .samples import bundled_samples, folder_samples
 

@@ -76,7 +76,7 @@ def test_a_label_file_naming_no_class_is_refused(tmp_path):
 
 @pytest.mark.skipif(not SHARED.exists(), reason="CNN Explainer's files are not in ../shared")
 def test_cnn_explainers_pictures_are_labelled_but_one():
-    from convlens.cli import load_any_model
+    from convlens.train import load_any_model
 
     samples = folder_samples(SHARED / "img", load_any_model(str(SHARED / "model.json"), None))
     labels = [label for _, label in samples]
