@@ -121,6 +121,14 @@ def browser():
         browser.close()
 
 
+def _failed(request, problems: list[str]) -> None:
+    """A request that failed on the network. One the browser cancelled (``net::ERR_ABORTED``)
+    is not a failure: a test that goes to another server's page cancels what the first page
+    still had in flight (seen once: its sandbox's first request)."""
+    if request.failure != "net::ERR_ABORTED":
+        problems.append(f"request failed: {request.url} ({request.failure})")
+
+
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -131,7 +139,7 @@ def page(browser, server):
         lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
     )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    page.on("requestfailed", lambda r: _failed(r, problems))
     page.goto(server)
     page.wait_for_selector("body[data-ready='true']", timeout=30_000)
     page.problems = problems  # tests that provoke errors on purpose may clear this
