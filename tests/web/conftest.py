@@ -121,6 +121,17 @@ def browser():
         browser.close()
 
 
+def watch_errors(page) -> list[str]:
+    """The page's uncaught errors and console errors, collected as they happen."""
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    return problems
+
+
 def _failed(request, problems: list[str]) -> None:
     """A request that failed on the network. One the browser cancelled (``net::ERR_ABORTED``)
     is not a failure: a test that goes to another server's page cancels what the first page
@@ -133,12 +144,7 @@ def _failed(request, problems: list[str]) -> None:
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    problems = watch_errors(page)
     page.on("requestfailed", lambda r: _failed(r, problems))
     page.goto(server)
     page.wait_for_selector("body[data-ready='true']", timeout=30_000)

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import start_server
+from conftest import start_server, watch_errors
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -57,12 +57,7 @@ def test_the_page_shows_every_layer_of_the_onnx_model(browser, onnx_server):
 
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
+    problems = watch_errors(page)
     try:
         page.goto(url)
         page.wait_for_selector("body[data-ready='true']", timeout=30_000)

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from conftest import watch_errors
 
 pytest.importorskip("anywidget")
 
@@ -262,12 +263,7 @@ def test_the_widget_in_jupyterlab(browser, jupyterlab, shot):
     samples = bundled_samples(model)
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "console",
-        lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None,
-    )
+    problems = watch_errors(page)
     page.goto(jupyterlab)
     page.wait_for_function(
         "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
