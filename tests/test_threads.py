@@ -10,11 +10,15 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 from helpers import assert_close
+from threadpoolctl import ThreadpoolController
 
 import convlens.nn as nn
 from convlens.interop import to_torch
@@ -144,6 +148,46 @@ def test_numpy_error_settings_reach_the_threads(split_over):
     split_over(2)
     with np.errstate(over="raise"), pytest.raises(FloatingPointError):
         model.forward(np.full((16, 3), 1e38, np.float32))
+
+
+def test_callers_on_several_threads_each_get_their_own_results(split_over):
+    """The worker threads are shared: shares of concurrent calls must not be mixed up."""
+    split_over(2)
+    models = [nn.Sequential(nn.Dense(5, 4)) for _ in range(6)]
+    x = np.random.default_rng(0).standard_normal((16, 5)).astype(np.float32)
+    expected = [model.forward(x) for model in models]
+
+    def many_calls(k: int) -> bool:
+        return all(np.array_equal(models[k].forward(x), expected[k]) for _ in range(40))
+
+    with ThreadPoolExecutor(len(models)) as callers:
+        assert all(callers.map(many_calls, range(len(models))))
+
+
+def test_blas_threads_are_restored_after_a_split(split_over):
+    blas = ThreadpoolController().select(user_api="blas")
+    before = [library.num_threads for library in blas.lib_controllers]
+    split_over(2)
+    seen = threads.run_side_by_side(
+        [lambda: [library.num_threads for library in blas.lib_controllers]] * 2
+    )
+    assert seen == [[1] * len(before)] * 2
+    assert [library.num_threads for library in blas.lib_controllers] == before
+
+
+def test_changing_the_thread_count_stops_the_old_workers(split_over):
+    def workers() -> int:
+        return sum(t.name.startswith("convlens-") for t in threading.enumerate())
+
+    split_over(3)
+    threads.run_side_by_side([lambda: None] * 3)
+    assert workers() >= 2
+    split_over(1)
+    for _ in range(100):  # they finish their loop in a moment
+        if workers() == 0:
+            break
+        time.sleep(0.01)
+    assert workers() == 0
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
