@@ -91,3 +91,48 @@ def test_backward_without_input_gradient_gives_the_same_parameter_gradients():
     assert model.backward(dy, input_grad=False) is None
     for p, expected in zip(model.parameters(), full, strict=True):
         np.testing.assert_array_equal(p.grad, expected)
+
+
+def test_zero_grad_is_lazy_but_what_is_read_is_always_true():
+    """``zero_grad`` only marks the gradient; the next accumulation assigns. Every way of
+    reading or adding must see the same numbers as an eager zeroing."""
+    rng = np.random.default_rng(0)
+    p = nn.Parameter(rng.standard_normal((3, 4)))
+    a, b = rng.standard_normal((2, 3, 4))
+    p.accumulate(a)
+    p.zero_grad()
+    np.testing.assert_array_equal(p.grad, 0)  # read while marked: cleared then
+    p.accumulate(a)
+    p.zero_grad()
+    p.accumulate(b)  # assigned over the stale a
+    np.testing.assert_array_equal(p.grad, b)
+    p.accumulate(a)
+    np.testing.assert_array_equal(p.grad, b + a)
+    p.zero_grad()
+    p.grad += a  # the old spelling still works
+    np.testing.assert_array_equal(p.grad, a)
+    p.zero_grad()
+    buffer, fresh = p.gradient_target()
+    assert fresh and buffer is p.grad
+    assert p.gradient_target()[1] is False  # written from then on
+
+
+def test_layers_overwrite_stale_gradients_after_zero_grad():
+    """A step after zero_grad gives the gradients of that step alone, split or not."""
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2D(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Dense(2 * 6 * 6, 40))
+    x = np.random.default_rng(1).standard_normal((16, 1, 8, 8))
+    model.astype(np.float64)
+    dy = np.random.default_rng(2).standard_normal((16, 40))
+
+    def grads() -> list[np.ndarray]:
+        model.forward(x)
+        model.backward(dy)
+        return [p.grad.copy() for p in model.parameters()]
+
+    model.zero_grad()
+    once = grads()
+    grads()  # stale values left in every buffer
+    model.zero_grad()
+    for fresh, expected in zip(grads(), once, strict=True):
+        np.testing.assert_array_equal(fresh, expected)

@@ -545,9 +545,9 @@ class Conv2D(Layer):
         _, xp, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
         d_kernel = weight_grad(dy, xp, self.weight.data.shape, self.stride, self.dilation)
-        self.weight.grad += effective_kernel(d_kernel, self.mode)
+        self.weight.accumulate(effective_kernel(d_kernel, self.mode))
         if self.bias is not None:
-            self.bias.grad += dy.sum(axis=(0, 2, 3))
+            self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
 
     # -- checks ------------------------------------------------------------------------
     def _check_input_shape(self, shape: tuple[int, ...], batched: bool) -> tuple[int, int]:

@@ -133,9 +133,7 @@ class Dense(Layer):
         if self.defer_parameter_grads:
             self._deferred = (x, dy)
             return
-        self.weight.grad += dy.T @ x  # (out, N) @ (N, in)
-        if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)
+        self._add_parameter_grads(x, dy, [slice(0, self.out_features)])
 
     def parameter_grads_of_pieces(self, pieces: list[Dense]) -> None:
         """dL/dW and dL/db of a batch that ran as ``pieces`` (this layer and its replicas,
@@ -147,13 +145,16 @@ class Dense(Layer):
         saved = [piece.__dict__.pop("_deferred") for piece in pieces]
         x = np.concatenate([x for x, _ in saved])
         dy = np.concatenate([dy for _, dy in saved])
-        rows = threads.pieces(self.out_features, MIN_ROWS)
-        threads.run_side_by_side([partial(self._add_weight_grad, x, dy, r) for r in rows])
-        if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)
+        self._add_parameter_grads(x, dy, threads.pieces(self.out_features, MIN_ROWS))
 
-    def _add_weight_grad(self, x: np.ndarray, dy: np.ndarray, rows: slice) -> None:
-        self.weight.grad[rows] += dy[:, rows].T @ x  # (out, N) @ (N, in), these rows of out
+    def _add_parameter_grads(self, x: np.ndarray, dy: np.ndarray, rows: list[slice]) -> None:
+        """``dW += δᵀ x`` (out, N) @ (N, in), each slice of rows of W on its own thread,
+        written straight into the gradient when it is still zero; ``db += Σ_n δ``."""
+        grad, fresh = self.weight.gradient_target()
+        products = [partial(_product, dy[:, r].T, x, grad[r], fresh) for r in rows]
+        threads.run_side_by_side(products)
+        if self.bias is not None:
+            self.bias.accumulate(dy.sum(axis=0))
 
     def explain(self, x: np.ndarray, index: tuple[int, ...]) -> dict[str, Any]:
         """Output ``y[o] = Σ_k W[o, k] x[k] + b[o]``: inputs, weights, products, bias."""
@@ -209,6 +210,14 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}→{self.out_features})"
+
+
+def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray, overwrite: bool) -> None:
+    """``out = a @ b`` if ``overwrite``, else ``out += a @ b``."""
+    if overwrite:
+        np.matmul(a, b, out=out)
+    else:
+        out += a @ b
 
 
 class Dropout(Layer):

@@ -169,7 +169,7 @@ class Sequential(Layer):
                 if i in whole:
                     continue
                 for p, twin_p in zip(layer.parameters(), twin.parameters(), strict=True):
-                    p.grad += twin_p.grad
+                    p.accumulate(twin_p.grad)
                     twin_p.zero_grad()  # so that a second backward adds only its own share
         return np.concatenate(results) if input_grad else None
 
