@@ -118,7 +118,7 @@ class Sequential(Layer):
         layer allows it: piece 0 runs through these layers, each other piece through a
         :meth:`replica` of them, the threads side by side."""
         if self.splits_batch():
-            pieces = batch_pieces(len(x), self._largest_activation_bytes(x))
+            pieces = batch_pieces(len(x), partial(self._largest_activation_bytes, x))
         else:
             pieces = [slice(0, len(x))]
         if len(pieces) == 1:

@@ -95,7 +95,7 @@ def set_num_threads(count: int) -> None:
     _num_threads = count
 
 
-def batch_pieces(n_samples: int, sample_bytes: int = 0) -> list[slice]:
+def batch_pieces(n_samples: int, sample_bytes: int | Callable[[], int] = 0) -> list[slice]:
     """The batch's pieces, one per thread and at least :data:`MIN_PIECE` samples each;
     a single piece when the batch is small, one thread is set, or this thread is already
     running a piece.
@@ -103,9 +103,15 @@ def batch_pieces(n_samples: int, sample_bytes: int = 0) -> list[slice]:
     Where a piece's largest activation (``sample_bytes`` per sample) would outgrow
     :data:`PIECE_BYTES`, the batch is cut into a multiple of the thread count instead, each
     thread running its share of pieces one after the other, each through all the layers.
+    ``sample_bytes`` may be a function, then called only for a batch that is split (a
+    model's is a walk through its layers: 3 % of one image's forward).
     """
     split = pieces(n_samples, MIN_PIECE)
-    if len(split) == 1 or sample_bytes * (n_samples // len(split)) <= PIECE_BYTES:
+    if len(split) == 1:
+        return split
+    if callable(sample_bytes):
+        sample_bytes = sample_bytes()
+    if sample_bytes * (n_samples // len(split)) <= PIECE_BYTES:
         return split
     per_piece = max(MIN_PIECE, PIECE_BYTES // sample_bytes)
     rounds = -(-n_samples // (per_piece * len(split)))  # pieces per thread, rounded up
