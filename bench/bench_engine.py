@@ -9,8 +9,8 @@ forward/backward is checked to agree before anything is timed:
 
   - ``train``: one full training step — zero_grad, forward, cross-entropy, backward,
     SGD step with momentum 0.9;
-  - ``forward``: inference only (torch under ``no_grad``; convlens has no such mode and
-    keeps its backward caches);
+  - ``forward``: inference, both models in eval mode (torch under ``no_grad``; convlens
+    has no such mode and keeps its backward caches);
 
 * Tiny VGG forward of a single image: the explainer's latency.
 
@@ -196,6 +196,7 @@ def check_same_math(
 
 def convlens_step(model: nn.Sequential, mode: Mode, x: np.ndarray, target: np.ndarray) -> Step:
     if mode == "forward":
+        model.eval()  # inference, as the explainer and the trainer's evaluation run it
         return lambda: model.forward(x)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = nn.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -213,6 +214,7 @@ def torch_step(
     model: torch.nn.Sequential, mode: Mode, x: torch.Tensor, target: torch.Tensor
 ) -> Step:
     if mode == "forward":
+        model.eval()
 
         def forward() -> None:
             with torch.no_grad():

@@ -138,6 +138,20 @@ ACTIVATIONS = [
 ]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_relu_backward_is_the_same_in_eval_mode(seed):
+    """Eval mode keeps y instead of the mask x > 0; zeros (the kink) included."""
+    rng = np.random.default_rng(seed)
+    x = np.round(random_tensor(rng), 0)  # many exact zeros
+    dy = rng.standard_normal(x.shape)
+    training, inference = nn.ReLU(), nn.ReLU().eval()
+    np.testing.assert_array_equal(training.forward(x), inference.forward(x))
+    expected = dy * (x > 0)
+    np.testing.assert_array_equal(training.backward(dy), expected)
+    np.testing.assert_array_equal(inference.backward(dy), expected)
+    np.testing.assert_array_equal(inference.input_gradient(dy), expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", range(10))
 @pytest.mark.parametrize(

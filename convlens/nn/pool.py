@@ -251,9 +251,9 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         xp, out = self._padded(x)
-        taps = (xp[where] for _, where in self._windows(out))  # kh·kw views (N, C, H', W')
-        y = next(taps).copy()
-        for tap in taps:
+        taps = [xp[where] for _, where in self._windows(out)]  # kh·kw views (N, C, H', W')
+        y = np.maximum(taps[0], taps[1]) if len(taps) > 1 else taps[0].copy()
+        for tap in taps[2:]:
             np.maximum(y, tap, out=y)  # NaN propagates, as in PyTorch
         self._cache = (xp, y)
         return y
