@@ -42,7 +42,12 @@ class _Elementwise(Layer):
 
 
 class ReLU(_Elementwise):
-    """``y = max(0, x)``;  ``dL/dx = δ · [x > 0]`` (the gradient at exactly 0 is 0)."""
+    """``y = max(0, x)``;  ``dL/dx = δ · [x > 0]`` (the gradient at exactly 0 is 0).
+
+    In eval mode backward reads the ``y`` that forward returned (``y > 0`` is the mask), so
+    change that array in place and a later backward changes with it, as PyTorch's autograd
+    would refuse; in training mode the mask is kept on its own.
+    """
 
     operation = "relu"
 

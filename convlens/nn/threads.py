@@ -69,7 +69,8 @@ def _default_count() -> int:
 
 
 _num_threads = _default_count()
-_jobs: queue.SimpleQueue | None = None  # shares waiting for a worker thread
+_jobs: queue.SimpleQueue = queue.SimpleQueue()  # shares waiting for a worker thread
+_workers_started = 0  # worker threads serving _jobs (they never stop: idle, they just wait)
 _blas: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
 _local = threading.local()  # .busy: this thread is running a piece already
 
@@ -91,7 +92,6 @@ def set_num_threads(count: int) -> None:
     global _num_threads
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"set_num_threads needs an int >= 1, got {count!r}")
-    _stop_workers()
     _num_threads = count
 
 
@@ -180,36 +180,33 @@ def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
 
 
 def _workers() -> queue.SimpleQueue:
-    """The queue the worker threads take shares from, starting them on first use.
+    """The queue the worker threads take shares from, starting threads until there are
+    ``get_num_threads() − 1`` of them. Workers are never stopped (an idle one waits on the
+    queue), so a call on another thread can never be left waiting for a stopped worker.
 
     Plain threads on a :class:`queue.SimpleQueue` rather than a ``ThreadPoolExecutor``:
     handing a share over and getting its results back took 18 µs this way and 81 µs
     through the executor's futures, and a training step hands over four or five times."""
-    global _jobs
-    if _jobs is None:
-        _jobs = queue.SimpleQueue()
-        for k in range(_num_threads - 1):
-            name = f"convlens-{k}"
+    global _workers_started
+    with _starting:
+        while _workers_started < _num_threads - 1:
+            name = f"convlens-{_workers_started}"
             threading.Thread(target=_serve, args=(_jobs,), name=name, daemon=True).start()
+            _workers_started += 1
     return _jobs
 
 
+_starting = threading.Lock()
+
+
 def _serve(jobs: queue.SimpleQueue) -> None:
-    """A worker thread: run shares until told to stop (None)."""
-    while (job := jobs.get()) is not None:
-        index, context, share, done = job
+    """A worker thread: run shares, for good."""
+    while True:
+        index, context, share, done = jobs.get()
         try:
             done.put((index, True, context.run(_as_pieces, share)))
         except BaseException as error:  # handed to the caller, which raises it
             done.put((index, False, error))
-
-
-def _stop_workers() -> None:
-    global _jobs
-    if _jobs is not None:
-        for _ in range(_num_threads - 1):
-            _jobs.put(None)
-        _jobs = None
 
 
 @contextmanager
@@ -232,8 +229,8 @@ def one_blas_thread() -> Iterator[None]:
 
 def _forget_workers() -> None:
     """In a forked child the worker threads do not exist: start new ones when needed."""
-    global _jobs
-    _jobs = None
+    global _jobs, _workers_started, _starting
+    _jobs, _workers_started, _starting = queue.SimpleQueue(), 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
