@@ -76,3 +76,64 @@ def test_optimizer_argument_errors():
         nn.SGD(p, 0.1, nesterov=True)
     with pytest.raises(ValueError, match="betas"):
         nn.Adam(p, betas=(0.9, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "settings"),
+    [
+        (nn.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+        (nn.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.8, nesterov=True)),
+        (nn.Adam, torch.optim.Adam, dict(lr=1e-3)),
+    ],
+    ids=str,
+)
+def test_state_stuck_at_subnormal_values_is_zeroed_and_moves_no_weight(ours, theirs, settings):
+    """Entries whose gradient turns 0 decay into subnormal floats and stick there (μ times the
+    smallest subnormal rounds back to it). Every FLUSH_EVERY steps they are set to 0; the
+    weights stay bit for bit torch's, whose state keeps them."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal(4096).astype(np.float32)
+    ours_p, theirs_p = nn.Parameter(data.copy()), torch.tensor(data.copy(), requires_grad=True)
+    opt, opt_t = ours([ours_p], **settings), theirs([theirs_p], **settings)
+    dead = rng.random(data.size) < 0.5  # these entries' gradient is 0 after the first steps
+    tiny = np.finfo(np.float32).tiny
+    for step in range(1, 3 * nn.optim.FLUSH_EVERY + 1):
+        g = rng.standard_normal(data.size).astype(np.float32) * 1e-30
+        g[dead & (step > 2)] = 0
+        ours_p.zero_grad()
+        ours_p.accumulate(g)
+        theirs_p.grad = torch.from_numpy(g.copy())
+        opt.step()
+        opt_t.step()
+        np.testing.assert_array_equal(ours_p.data, theirs_p.detach().numpy())
+    state = opt.velocity if isinstance(opt, nn.SGD) else [*opt.m, *opt.v]
+    theirs_state = [t for s in opt_t.state.values() for t in s.values() if t.ndim]
+    assert any(((t != 0) & (t.abs() < tiny)).any() for t in theirs_state)  # torch's stuck
+    for a in state:
+        assert not ((a != 0) & (np.abs(a) < tiny)).any()
+
+
+def test_sgd_state_carries_its_step_count_so_a_resume_flushes_on_the_same_steps():
+    rng = np.random.default_rng(1)
+    grads = rng.standard_normal((100, 8)) * 1e-300
+    grads[2:, :4] = 0  # these decay into subnormal float64 values
+
+    def run(steps: range, opt: nn.SGD, p: nn.Parameter) -> None:
+        for k in steps:
+            p.zero_grad()
+            p.accumulate(grads[k])
+            opt.step()
+
+    p = nn.Parameter(np.ones(8))
+    straight = nn.SGD([p], lr=0.1, momentum=0.9)
+    run(range(100), straight, p)
+    q = nn.Parameter(np.ones(8))
+    first = nn.SGD([q], lr=0.1, momentum=0.9)
+    run(range(50), first, q)
+    arrays, scalars = first.state_dict()
+    assert scalars == {"steps": 50}
+    resumed = nn.SGD([q], lr=0.1, momentum=0.9)
+    resumed.load_state_dict(arrays, scalars)
+    run(range(50, 100), resumed, q)
+    np.testing.assert_array_equal(resumed.velocity[0], straight.velocity[0])
+    np.testing.assert_array_equal(q.data, p.data)

