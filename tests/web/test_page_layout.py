@@ -82,7 +82,8 @@ def open_page(browser, url: str, size: tuple[int, int]):
 
 
 #: Everything the layout checks read, in one pass.
-MEASURE = """() => {
+MEASURE = """async () => {
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
   const overview = document.getElementById('overview');
   window.scrollTo(0, overview.offsetTop - 56);  // just below the sticky header
   const box = (e) => {
@@ -100,6 +101,17 @@ MEASURE = """() => {
     titles: headers.filter((h) => cut(h) || [...h.children].some(cut)).map((h) => h.textContent),
     headers: headers.map(box),
     overflowing: document.querySelector('.ov-scroll').classList.contains('overflowing'),
+    brokenLabels: [...document.querySelectorAll('.sample-label')].filter((label) => {
+      const text = label.firstChild;  // a word split over two lines has two rectangles
+      const range = document.createRange();
+      let at = 0;
+      return text.textContent.split(' ').some((word) => {
+        range.setStart(text, at);
+        range.setEnd(text, at + word.length);
+        at += word.length + 1;
+        return range.getClientRects().length > 1;
+      });
+    }).map((label) => label.textContent),
   };
 }"""
 
@@ -124,6 +136,7 @@ def test_the_whole_network_fits_the_screen(browser, servers, shot, name, size):
         assert 0 <= left and right <= width and 50 <= top and bottom <= height, m["scores"]
         assert not m["names"], f"class names cut: {m['names']}"
         assert not m["titles"], f"column titles cut: {m['titles']}"
+        assert not m["brokenLabels"], f"sample labels broken inside a word: {m['brokenLabels']}"
         for a, b in zip(m["headers"], m["headers"][1:], strict=False):
             assert a[2] <= b[0] + 0.5, f"titles overlap: {a} {b}"
         if name != "deep":  # CNN Explainer's and ours fit without scrolling; 20 layers may not

@@ -98,6 +98,11 @@ function gallery(store, show, describe) {
   });
   element.addEventListener('focusin', (event) => buttons.includes(event.target) && rove(event.target));
   if (buttons.length) rove(buttons[0]);
+  // a label wraps between words only; a word too wide for the thumbnail ("espresso" at
+  // 1280 px) is set smaller, and may break inside only if it still does not fit
+  requestAnimationFrame(() => element.querySelectorAll('.sample-label').forEach((label) => {
+    if (label.scrollWidth > label.clientWidth) label.classList.add('long');
+  }));
   const update = () => {
     for (const button of buttons) {
       const pressed = store.get('image') === Number(button.dataset.sample);
