@@ -46,6 +46,7 @@ from .window import (
     resolve_padding,
     show,
     sliding_windows,
+    strided_view,
 )
 
 Mode = Literal["correlation", "convolution"]
@@ -109,11 +110,10 @@ def im2col_rows(
     length = (out[0] - 1) * Wp + out[1]
     flat = np.ascontiguousarray(xp).reshape(N, C, Hp * Wp)
     sN, sC, s1 = flat.strides
-    windows = np.lib.stride_tricks.as_strided(
+    windows = strided_view(
         flat,
-        shape=(N, C, kernel[0], kernel[1], length),
-        strides=(sN, sC, dilation[0] * Wp * s1, dilation[1] * s1, s1),
-        writeable=False,
+        (N, C, kernel[0], kernel[1], length),
+        (sN, sC, dilation[0] * Wp * s1, dilation[1] * s1, s1),
     )
     return _as_matrix(windows, into)
 
@@ -288,11 +288,8 @@ def _weight_grad_by_taps(dy: np.ndarray, xp: np.ndarray, kernel: Pair, dilation:
     length = delta.shape[-1]
     flat = np.ascontiguousarray(xp).reshape(N, C, Hp * Wp)
     sN, sC, s1 = flat.strides
-    taps = np.lib.stride_tricks.as_strided(
-        flat,
-        shape=(N, kh, kw, length, C),
-        strides=(sN, dh * Wp * s1, dw * s1, s1, sC),
-        writeable=False,
+    taps = strided_view(
+        flat, (N, kh, kw, length, C), (sN, dh * Wp * s1, dw * s1, s1, sC)
     )  # taps[n, a, b, t, c] = xp[n, c].flat[t + a·dh·Wp + b·dw]
     by_sample = np.matmul(delta, taps)  # (N, kh, kw, O, C)
     return by_sample.sum(axis=0).transpose(2, 3, 0, 1)  # (O, C, kh, kw)

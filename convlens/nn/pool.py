@@ -22,6 +22,7 @@ strided view of the whole batch.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
@@ -92,10 +93,9 @@ class _Pool2D(Layer):
         out = self._out_size(x.shape[2:])  # checks the sizes before any padding is made
         return pad_or_crop(x, self.padding2d, self.pad_value), out
 
-    def _windows(self, out: Pair):
+    def _windows(self, out: Pair) -> tuple[tuple[int, tuple[slice, ...]], ...]:
         """``(k, slice)`` for each window element k = a·kw + b, in row-major order."""
-        for k, (a, b) in enumerate(product(*map(range, self.kernel_size))):
-            yield k, window_slice(a, b, self.stride, (1, 1), out)
+        return _window_slices(self.kernel_size, self.stride, tuple(out))
 
     def __repr__(self) -> str:
         parts = [f"kernel={show(self.kernel_size)}"]
@@ -134,6 +134,13 @@ class _Pool2D(Layer):
         """dL/dx from dL/dxp: padded rows and columns dropped, cropped ones given back as 0."""
         (top, bottom), (left, right) = self.padding2d
         return pad_or_crop(dxp, ((-top, -bottom), (-left, -right)))
+
+
+@lru_cache(maxsize=256)
+def _window_slices(kernel: Pair, stride: Pair, out: Pair) -> tuple[tuple[int, tuple], ...]:
+    """:meth:`_Pool2D._windows`, remembered per size (a pool meets the same sizes every call)."""
+    taps = enumerate(product(*map(range, kernel)))
+    return tuple((k, window_slice(a, b, stride, (1, 1), out)) for k, (a, b) in taps)
 
 
 def _is_pair(value: Any) -> bool:
@@ -266,7 +273,7 @@ class MaxPool2D(_Pool2D):
         xp, y = self._cache
         k = self.kernel_size[0] * self.kernel_size[1]
         argmax = np.full(y.shape, k - 1, np.min_scalar_type(k))
-        for index, where in reversed(list(self._windows(y.shape[2:]))):
+        for index, where in reversed(self._windows(y.shape[2:])):
             np.copyto(argmax, index, where=xp[where] == y)  # earlier taps overwrite later ones
         return argmax
 
