@@ -131,6 +131,9 @@ def in_pieces(update: Callable[..., object], *arrays: np.ndarray) -> None:
         Of one size.
     """
     size = arrays[0].size
+    if size < 2 * MIN_VALUES:  # most parameters: decided before any other check
+        update(*arrays)
+        return
     contiguous = all(a.flags.c_contiguous and a.size == size for a in arrays)
     stretches = pieces(size, MIN_VALUES) if contiguous else [slice(0, size)]
     if len(stretches) == 1:
