@@ -136,3 +136,15 @@ def test_layers_overwrite_stale_gradients_after_zero_grad():
     model.zero_grad()
     for fresh, expected in zip(grads(), once, strict=True):
         np.testing.assert_array_equal(fresh, expected)
+
+
+def test_an_empty_batch_runs_forward_and_backward():
+    """N = 0 flows through every layer kind with the right shapes (Flatten's reshape to
+    (0, -1) was ambiguous)."""
+    model = nn.Sequential(
+        nn.Conv2D(2, 4, 3), nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(4, 3, 3, padding="same"),
+        nn.AvgPool2D(1), nn.Flatten(), nn.Dense(3 * 3 * 3, 5), nn.Sigmoid(),
+    )  # fmt: skip
+    y = model.forward(np.zeros((0, 2, 8, 8), np.float32))
+    assert y.shape == (0, 5)
+    assert model.backward(np.zeros((0, 5), np.float32)).shape == (0, 2, 8, 8)

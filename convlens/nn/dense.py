@@ -37,7 +37,7 @@ class Flatten(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._cache = x.shape
-        return x.reshape(len(x), -1)
+        return x.reshape(len(x), prod(x.shape[1:]))  # (N, -1) is ambiguous for N = 0
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x_shape = self._saved()
