@@ -71,6 +71,7 @@ def _default_count() -> int:
 _num_threads = _default_count()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()  # shares waiting for a worker thread
 _workers_started = 0  # worker threads serving _jobs (they never stop: idle, they just wait)
+_starting = threading.Lock()  # held while workers are started
 _blas: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
 _local = threading.local()  # .busy: this thread is running a piece already
 
@@ -197,9 +198,6 @@ def _workers() -> queue.SimpleQueue:
             threading.Thread(target=_serve, args=(_jobs,), name=name, daemon=True).start()
             _workers_started += 1
     return _jobs
-
-
-_starting = threading.Lock()
 
 
 def _serve(jobs: queue.SimpleQueue) -> None:
