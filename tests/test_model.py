@@ -10,6 +10,7 @@ from helpers import assert_close
 import convlens.nn as nn
 from convlens.interop import to_torch
 from convlens.models import tiny_vgg
+from convlens.nn.sequential import running_order
 
 
 @pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-10), (np.float32, 1e-5)])
@@ -148,3 +149,62 @@ def test_an_empty_batch_runs_forward_and_backward():
     y = model.forward(np.zeros((0, 2, 8, 8), np.float32))
     assert y.shape == (0, 5)
     assert model.backward(np.zeros((0, 5), np.float32)).shape == (0, 2, 8, 8)
+
+
+def test_running_order_pools_before_relu():
+    relu, pool, conv = nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(1, 1, 1)
+    twice = nn.MaxPool2D(2)
+    assert running_order([conv, relu, pool]) == [conv, pool, relu]
+    assert running_order([relu, pool, twice]) == [pool, twice, relu]
+    avg, sigmoid = nn.AvgPool2D(2), nn.Sigmoid()
+    assert running_order([relu, avg, sigmoid, pool]) == [relu, avg, sigmoid, pool]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_relu_pool_pair_run_pool_first_gives_the_same_numbers(seed):
+    """Sequential runs a ReLU after the max-pool that follows it (see running_order): the
+    outputs and every gradient equal the layers run one by one as written, on inputs
+    full of ties and zeros, with random pool windows (overlapping and padded included).
+    One thread, so that the batch is not split (pieces would add up in another order)."""
+    before = nn.get_num_threads()
+    nn.set_num_threads(1)
+    try:
+        _check_pool_first(np.random.default_rng(seed))
+    finally:
+        nn.set_num_threads(before)
+
+
+def _check_pool_first(rng: np.random.Generator) -> None:
+    kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, 2))
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    pool = nn.MaxPool2D(kernel, stride, padding)
+    channels, size = int(rng.integers(1, 4)), int(rng.integers(4, 10))
+    features = [nn.Conv2D(2, channels, 3, padding="same"), nn.ReLU(), pool]
+    if rng.random() < 0.5:
+        features += [nn.ReLU(), nn.MaxPool2D(2, 1)]  # a second pair, with no conv between
+    shape = nn.Sequential(*features).output_shape((2, size, size))
+    model = nn.Sequential(*features, nn.Flatten(), nn.Dense(int(np.prod(shape)), 3))
+    model.astype(np.float64)
+    if rng.random() < 0.5:
+        model.train(False)
+    x = rng.integers(-2, 3, (int(rng.integers(1, 10)), 2, size, size)).astype(np.float64)
+    model[0].weight.data = rng.integers(-1, 2, model[0].weight.data.shape).astype(np.float64)
+    dy = rng.standard_normal((len(x), 3))
+
+    as_written = x
+    for layer in model:
+        as_written = layer.forward(as_written)
+    model.zero_grad()
+    dx_as_written = dy
+    for layer in reversed(model.layers):
+        dx_as_written = layer.backward(dx_as_written)
+    grads_as_written = [p.grad.copy() for p in model.parameters()]
+
+    np.testing.assert_array_equal(model.forward(x), as_written)
+    model.zero_grad()
+    np.testing.assert_array_equal(model.backward(dy), dx_as_written)
+    for p, expected in zip(model.parameters(), grads_as_written, strict=True):
+        np.testing.assert_array_equal(p.grad, expected)
+    model.forward(x)
+    np.testing.assert_array_equal(model.input_gradient(dy), dx_as_written)

@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from .activation import ReLU
 from .checks import brief, is_integer
 from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
+from .pool import MaxPool2D
 from .threads import batch_pieces, one_blas_thread, run_side_by_side
 
 FORMAT_NAME = "convlens.sequential"
@@ -46,14 +48,14 @@ MAX_FIELD_CHARS = 2**22
 
 
 def _forward(layers: Sequence[Layer], x: np.ndarray) -> np.ndarray:
-    for layer in layers:
+    for layer in running_order(layers):
         x = layer.forward(x)
     return x
 
 
 def _backward(layers: Sequence[Layer], dy: np.ndarray, input_grad: bool) -> np.ndarray | None:
     """Backward through ``layers``; the first one skips dL/dx unless ``input_grad``."""
-    first, *rest = layers or [None]
+    first, *rest = running_order(layers) or [None]
     for layer in reversed(rest):
         dy = layer.backward(dy)
     if first is None:
@@ -65,9 +67,31 @@ def _backward(layers: Sequence[Layer], dy: np.ndarray, input_grad: bool) -> np.n
 
 
 def _input_gradient(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
-    for layer in reversed(layers):
+    for layer in reversed(running_order(layers)):
         dy = layer.input_gradient(dy)
     return dy
+
+
+def running_order(layers: Sequence[Layer]) -> list[Layer]:
+    """``layers`` in the order a :class:`Sequential` runs them: a ReLU directly followed
+    by a MaxPool2D runs after it instead.
+
+    Max-pooling commutes with ReLU, ``max(relu(a), relu(b)) = relu(max(a, b))``, since ReLU
+    never decreases; pooling first gives the same output while ReLU touches kh·kw times
+    fewer values, forward and backward. The gradient is the same too: where a window's
+    maximum is positive, its first maximum is the same element before and after ReLU and
+    takes δ; where it is not, ReLU passes that window nothing either way (the only change
+    is the sign of some zeros). Measured on the MNIST net, whose 2×2 pool follows a ReLU
+    on 26×26 maps: a training step at batch 32 took 0.88 of the time (alternating
+    processes). Each layer still computes exactly its own formula; what differs is that
+    after a Sequential's forward, the pool's ``argmax`` was found before the ReLU, so in a
+    window of values all ≤ 0 it may name another element, one that passes no gradient.
+    """
+    order = list(layers)
+    for i in range(len(order) - 1):
+        if type(order[i]) is ReLU and type(order[i + 1]) is MaxPool2D:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    return order
 
 
 def _replicate(layers: Sequence[Layer], earlier: Sequence[Layer] | None) -> list[Layer]:
