@@ -89,7 +89,7 @@ def _as_matrix(windows: np.ndarray, into: np.ndarray | None) -> np.ndarray:
     N, C, kh, kw = windows.shape[:4]
     if into is None:
         return windows.reshape(N, C * kh * kw, -1)  # copies
-    np.copyto(into.reshape(windows.shape), windows)
+    np.copyto(into.reshape(windows.shape, copy=False), windows)
     return into
 
 
@@ -145,16 +145,29 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return buffer[:nbytes].view(dtype).reshape(shape)
 
 
-def _columns(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, width: int):
+def _columns(
+    xp: np.ndarray,
+    kernel: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out: Pair,
+    width: int,
+    ones: bool = False,
+):
     """im2col of a block of samples, in a scratch buffer, with ``width`` columns per output
     row: the padded width (:func:`im2col_rows`, stride 1 only) or the output width
-    (:func:`im2col`)."""
+    (:func:`im2col`). With ``ones``, a last row of ones follows, for the bias."""
     length = (out[0] - 1) * width + out[1]
-    shape = (len(xp), xp.shape[1] * kernel[0] * kernel[1], length)
-    into = _scratch("columns", shape, xp.dtype)
+    rows = xp.shape[1] * kernel[0] * kernel[1]
+    buffer = _scratch("columns", (len(xp), rows + ones, length), xp.dtype)
+    if ones:
+        buffer[:, rows] = 1
+    into = buffer[:, :rows]
     if width == out[1]:
-        return im2col(xp, kernel, stride, dilation, out, into)
-    return im2col_rows(xp, kernel, dilation, out, into)
+        im2col(xp, kernel, stride, dilation, out, into)
+    else:
+        im2col_rows(xp, kernel, dilation, out, into)
+    return buffer
 
 
 def _blocks(n_samples: int, sample_bytes: int):
@@ -212,13 +225,18 @@ def correlate(
     else:
         matrix = kernel.reshape(O, C * kh * kw)
         gathered, size = (kh, kw), out
+    dtype = np.result_type(xp, kernel)
+    if bias is not None:  # b[o] as one more column, against a row of ones in cols
+        column = np.zeros((O, taps), dtype)
+        column[:, 0] = bias  # once per output: on kernel row 0 only
+        matrix = np.concatenate([matrix, column.reshape(O * taps, 1)], axis=1)
     length = (out[0] - 1) * width + out[1]
-    y = np.empty((len(xp), O, out[0] * width), np.result_type(xp, kernel))
+    y = np.empty((len(xp), O, out[0] * width), dtype)
     computed = y[:, :, :length]  # the rest is the last row's wrapped columns
     columns = (size[0] - 1) * width + size[1]  # L'
     scratch_rows = matrix.shape[1] + (matrix.shape[0] if taps > 1 else 0)  # cols, products
     for block in _blocks(len(xp), scratch_rows * columns * xp.itemsize):
-        cols = _columns(xp[block], gathered, stride, dilation, size, width)  # (n, K, L')
+        cols = _columns(xp[block], gathered, stride, dilation, size, width, bias is not None)
         if taps == 1:
             np.matmul(matrix, cols, out=computed[block])  # (O, K) @ (n, K, L)
             continue
@@ -229,8 +247,6 @@ def correlate(
         np.add(shifted[0], shifted[1], out=computed[block])
         for part in shifted[2:]:
             computed[block] += part
-    if bias is not None:
-        computed += bias[:, None]
     rows = y.reshape(len(xp), O, out[0], width)
     return rows if width == out[1] else np.ascontiguousarray(rows[..., : out[1]])
 
