@@ -152,9 +152,9 @@ def test_an_empty_batch_runs_forward_and_backward():
 
 
 def test_running_order_pools_before_relu():
-    relu, pool, conv = nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(1, 1, 1)
+    relu, pool, conv = nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(4, 1, 1)
     twice = nn.MaxPool2D(2)
-    assert running_order([conv, relu, pool]) == [conv, pool, relu]
+    assert running_order([conv, relu, pool]) == [conv, pool, relu]  # 4 > 1: not fused
     assert running_order([relu, pool, twice]) == [pool, twice, relu]
     avg, sigmoid = nn.AvgPool2D(2), nn.Sigmoid()
     assert running_order([relu, avg, sigmoid, pool]) == [relu, avg, sigmoid, pool]

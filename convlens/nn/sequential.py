@@ -26,6 +26,7 @@ import numpy as np
 
 from .activation import ReLU
 from .checks import brief, is_integer
+from .fused import ConvMaxPool
 from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
 from .pool import MaxPool2D
@@ -72,9 +73,10 @@ def _input_gradient(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
     return dy
 
 
-def running_order(layers: Sequence[Layer]) -> list[Layer]:
-    """``layers`` in the order a :class:`Sequential` runs them: a ReLU directly followed
-    by a MaxPool2D runs after it instead.
+def running_order(layers: Sequence[Layer]) -> list[Layer | ConvMaxPool]:
+    """``layers`` as a :class:`Sequential` runs them: a ReLU directly followed by a
+    MaxPool2D runs after it instead, and a first-layer-like Conv2D directly followed by a
+    tiling MaxPool2D runs with it as one step (:class:`~convlens.nn.fused.ConvMaxPool`).
 
     Max-pooling commutes with ReLU, ``max(relu(a), relu(b)) = relu(max(a, b))``, since ReLU
     never decreases; pooling first gives the same output while ReLU touches kh·kw times
@@ -82,16 +84,22 @@ def running_order(layers: Sequence[Layer]) -> list[Layer]:
     maximum is positive, its first maximum is the same element before and after ReLU and
     takes δ; where it is not, ReLU passes that window nothing either way (the only change
     is the sign of some zeros). Measured on the MNIST net, whose 2×2 pool follows a ReLU
-    on 26×26 maps: a training step at batch 32 took 0.88 of the time (alternating
+    on 26×26 maps: a training step at batch 32 took 0.96-0.98 of the time (alternating
     processes). Each layer still computes exactly its own formula; what differs is that
     after a Sequential's forward, the pool's ``argmax`` was found before the ReLU, so in a
     window of values all ≤ 0 it may name another element, one that passes no gradient.
     """
-    order = list(layers)
+    order: list[Layer | ConvMaxPool] = list(layers)
     for i in range(len(order) - 1):
         if type(order[i]) is ReLU and type(order[i + 1]) is MaxPool2D:
             order[i], order[i + 1] = order[i + 1], order[i]
-    return order
+    steps: list[Layer | ConvMaxPool] = []
+    for layer in order:
+        if steps and ConvMaxPool.fits(steps[-1], layer):
+            steps[-1] = ConvMaxPool(steps[-1], layer)
+        else:
+            steps.append(layer)
+    return steps
 
 
 def _replicate(layers: Sequence[Layer], earlier: Sequence[Layer] | None) -> list[Layer]:
