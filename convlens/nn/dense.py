@@ -120,7 +120,10 @@ class Dense(Layer):
     def input_gradient(self, dy: np.ndarray) -> np.ndarray:
         _, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
-        return (self.weight.data.T @ dy.T).T  # dxᵀ = Wᵀ δᵀ: (in, out) @ (out, N), as forward
+        # δ W: (N, out) @ (out, in), in row order, which the layer below reads fastest
+        # (Wᵀ δᵀ transposed, as forward does, left a column-order array: the MNIST net's
+        # ReLU backward then took 66 µs instead of 26 at 16 samples)
+        return dy @ self.weight.data
 
     #: Set by :class:`Sequential` while the pieces of a batch split over threads run back:
     #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed, and
