@@ -10,6 +10,7 @@ from helpers import assert_close
 import convlens.nn as nn
 from convlens.interop import to_torch
 from convlens.models import tiny_vgg
+from convlens.nn.fused import ConvMaxPool
 from convlens.nn.sequential import running_order
 
 
@@ -141,11 +142,12 @@ def test_layers_overwrite_stale_gradients_after_zero_grad():
 
 def test_an_empty_batch_runs_forward_and_backward():
     """N = 0 flows through every layer kind with the right shapes (Flatten's reshape to
-    (0, -1) was ambiguous)."""
+    (0, -1) was ambiguous), the fused conv and pool included (2·3·3 ≤ 18 filters)."""
     model = nn.Sequential(
-        nn.Conv2D(2, 4, 3), nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(4, 3, 3, padding="same"),
+        nn.Conv2D(2, 18, 3), nn.ReLU(), nn.MaxPool2D(2), nn.Conv2D(18, 3, 3, padding="same"),
         nn.AvgPool2D(1), nn.Flatten(), nn.Dense(3 * 3 * 3, 5), nn.Sigmoid(),
     )  # fmt: skip
+    assert isinstance(running_order(model.layers)[0], ConvMaxPool)
     y = model.forward(np.zeros((0, 2, 8, 8), np.float32))
     assert y.shape == (0, 5)
     assert model.backward(np.zeros((0, 5), np.float32)).shape == (0, 2, 8, 8)

@@ -73,7 +73,7 @@ class ConvMaxPool:
             (sN, sC, dh * sH, dw * sW, sh * sH, sw * sW, ph * sh * sH, pw * sw * sW),
         )  # [n, c, a, b, p, q, i, j] = xp[n, c, (i·ph + p)·sh + a·dh, (j·pw + q)·sw + b·dw]
         np.copyto(cols[:, : C * kh * kw].reshape(windows.shape, copy=False), windows)
-        blocks = np.matmul(matrix, cols).reshape(N, O, ph * pw, -1)  # (N, O, T, H'·W')
+        blocks = np.matmul(matrix, cols).reshape(N, O, ph * pw, pooled[0] * pooled[1])  # T blocks
         maxima = np.maximum(blocks[:, :, 0], blocks[:, :, 1]) if ph * pw > 1 else blocks[:, :, 0]
         for k in range(2, ph * pw):
             np.maximum(maxima, blocks[:, :, k], out=maxima)  # NaN propagates, as in MaxPool2D
@@ -117,7 +117,7 @@ class ConvMaxPool:
         conv = self.conv
         cols = self._saved()[3]
         N, O = deltas.shape[:2]
-        by_column = deltas.reshape(N, O, -1)
+        by_column = deltas.reshape(N, O, cols.shape[2])
         d_matrix = np.matmul(by_column, cols.transpose(0, 2, 1)).sum(axis=0)  # (O, K [+1])
         K = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
         d_kernel = d_matrix[:, :K].reshape(conv.weight.data.shape)
