@@ -70,3 +70,18 @@ def check_layer(
         result = nn.gradcheck(layer, x, max_checks=gradcheck_max, seed=seed)
         assert result.ok, f"{layer!r}\n{result}"
     return y
+
+
+def layers_one_by_one(
+    model: nn.Sequential, x: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The model's output, dL/dx and parameter gradients with its layers run one by one as
+    written (no reordering or fusing, no split batch): what ``Sequential`` must reproduce."""
+    y = x
+    for layer in model:
+        y = layer.forward(y)
+    model.zero_grad()
+    dx = dy
+    for layer in reversed(model.layers):
+        dx = layer.backward(dx)
+    return y, dx, [p.grad.copy() for p in model.parameters()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import layers_one_by_one
 
 import convlens.nn as nn
 from convlens.nn.fused import ConvMaxPool
@@ -81,14 +82,7 @@ def test_a_sequential_fuses_the_pair_and_gives_the_layers_numbers(seed):
     x = rng.standard_normal((16, conv.in_channels, size, size))
     dy = rng.standard_normal((16, 3))
 
-    expected = x
-    for layer in model:
-        expected = layer.forward(expected)
-    model.zero_grad()
-    expected_dx = dy
-    for layer in reversed(model.layers):
-        expected_dx = layer.backward(expected_dx)
-    expected_grads = [p.grad.copy() for p in model.parameters()]
+    expected, expected_dx, expected_grads = layers_one_by_one(model, x, dy)
 
     for threads in (1, 2):
         before = nn.get_num_threads()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, layers_one_by_one
 
 import convlens.nn as nn
 from convlens.interop import to_torch
@@ -194,14 +194,7 @@ def _check_pool_first(rng: np.random.Generator) -> None:
     model[0].weight.data = rng.integers(-1, 2, model[0].weight.data.shape).astype(np.float64)
     dy = rng.standard_normal((len(x), 3))
 
-    as_written = x
-    for layer in model:
-        as_written = layer.forward(as_written)
-    model.zero_grad()
-    dx_as_written = dy
-    for layer in reversed(model.layers):
-        dx_as_written = layer.backward(dx_as_written)
-    grads_as_written = [p.grad.copy() for p in model.parameters()]
+    as_written, dx_as_written, grads_as_written = layers_one_by_one(model, x, dy)
 
     np.testing.assert_array_equal(model.forward(x), as_written)
     model.zero_grad()
