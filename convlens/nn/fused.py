@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .conv import Conv2D, effective_kernel, input_grad
-from .pool import MaxPool2D
+from .pool import MaxPool2D, first_maxima
 from .window import conv_output_size, pad_or_crop, strided_view
 
 
@@ -99,15 +99,8 @@ class ConvMaxPool:
         self.pool._check_grad_shape(dy, (*maxima.shape[:2], *pooled))
         delta = dy.reshape(maxima.shape)
         deltas = np.empty(blocks.shape, np.result_type(dy, blocks))
-        won = np.empty(maxima.shape, bool)
-        unclaimed = None  # windows whose maximum is not yet found
-        for k in range(blocks.shape[2]):
-            np.equal(blocks[:, :, k], maxima, out=won)
-            if unclaimed is None:
-                unclaimed = ~won
-            else:
-                won &= unclaimed
-                unclaimed ^= won
+        taps = (blocks[:, :, k] for k in range(blocks.shape[2]))
+        for k, won in enumerate(first_maxima(taps, maxima)):
             np.multiply(delta, won, out=deltas[:, :, k])
         return deltas
 

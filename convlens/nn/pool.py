@@ -22,6 +22,7 @@ strided view of the whole batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from itertools import product
 from typing import Any
@@ -286,17 +287,28 @@ class MaxPool2D(_Pool2D):
             s * o for s, o in zip(self.stride, out, strict=True)
         )  # every pixel lies in exactly one window, so every dxp value is written below
         dxp = (np.empty if tiling else np.zeros)(xp.shape, dy.dtype)
-        unclaimed = np.ones(y.shape, bool)  # windows whose maximum is not yet found
-        won = np.empty(y.shape, bool)
-        for _, where in self._windows(out):
-            np.equal(xp[where], y, out=won)
-            won &= unclaimed  # ties: the first maximum in row-major order takes it
-            unclaimed ^= won  # (won ⊆ unclaimed, so this clears the windows just won)
+        windows = self._windows(out)
+        taps = (xp[where] for _, where in windows)
+        for (_, where), won in zip(windows, first_maxima(taps, y), strict=True):
             if overlapping:
                 dxp[where] += dy * won  # a pixel may win several windows: += adds them up
             else:
                 np.multiply(dy, won, out=dxp[where])
         return self._unpad(dxp)
+
+
+def first_maxima(taps: Iterator[np.ndarray], maxima: np.ndarray) -> Iterator[np.ndarray]:
+    """For each window element in row-major order (``taps``, each ``maxima``'s shape), the
+    mask of the windows whose *first* maximum it is: ties go to the earliest element, as in
+    PyTorch, and a window holding NaN has none. The mask yielded is one buffer, rewritten
+    for the next element: use it before asking for the next."""
+    unclaimed = np.ones(maxima.shape, bool)  # windows whose maximum is not yet found
+    won = np.empty(maxima.shape, bool)
+    for tap in taps:
+        np.equal(tap, maxima, out=won)
+        won &= unclaimed
+        unclaimed ^= won  # (won ⊆ unclaimed, so this clears the windows just won)
+        yield won
 
 
 class AvgPool2D(_Pool2D):
