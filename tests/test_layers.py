@@ -184,6 +184,25 @@ def test_dense(seed, dtype):
     check_layer(layer, F.linear, rng.standard_normal((N, n_in)), dtype, seed=seed)
 
 
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_dense_weight_gradient_of_one_sample_is_its_outer_product(accumulate):
+    """A batch of one takes ``np.multiply.outer`` (NumPy's matmul skips BLAS for an inner
+    size of 1): the same numbers as the product, written fresh or added."""
+    rng = np.random.default_rng(3)
+    layer = nn.Dense(37, 5).astype(np.float32)
+    x, dy = (rng.standard_normal((1, n)).astype(np.float32) for n in (37, 5))
+    before = rng.standard_normal((5, 37)).astype(np.float32)
+    layer.forward(x)
+    if accumulate:
+        layer.weight.grad = before.copy()
+    else:
+        layer.weight.zero_grad()
+    layer.backward(dy)
+    expected = before + dy.T @ x if accumulate else dy.T @ x
+    np.testing.assert_array_equal(layer.weight.grad, expected)
+    np.testing.assert_array_equal(layer.bias.grad, dy[0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", range(5))
 def test_flatten(seed, dtype):

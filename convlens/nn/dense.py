@@ -216,11 +216,19 @@ class Dense(Layer):
 
 
 def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray, overwrite: bool) -> None:
-    """``out = a @ b`` if ``overwrite``, else ``out += a @ b``."""
-    if overwrite:
-        np.matmul(a, b, out=out)
+    """``out = a @ b`` if ``overwrite``, else ``out += a @ b``.
+
+    A batch of one makes the product an outer product (inner size 1), which NumPy's matmul
+    does not hand to BLAS: for the MNIST net's 128 × 3872 weights it took 0.96 ms against
+    0.10 ms as ``np.multiply.outer``, with the same numbers (one product per element)."""
+    if a.shape[1] == 1:
+        product = partial(np.multiply.outer, a[:, 0], b[0])
     else:
-        out += a @ b
+        product = partial(np.matmul, a, b)
+    if overwrite:
+        product(out=out)
+    else:
+        out += product()
 
 
 class Dropout(Layer):
