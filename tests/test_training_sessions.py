@@ -300,6 +300,33 @@ def test_run_pause_and_since(client, session):
     assert [h["step"] for h in recent["history"]] == [paused["step"] - 1, paused["step"]]
 
 
+def test_step_run_and_pause_answer_only_the_history_since(client, session):
+    """A page that has the history sends ?since= and gets only what is new (a classroom of
+    long runs would otherwise download every step again on every click)."""
+    sid = session(lr=0.01)
+    full = client.post(f"/api/training/{sid}/step", json={"steps": 4}).json()
+    assert [h["step"] for h in full["history"]] == [1, 2, 3, 4]
+    newer = client.post(f"/api/training/{sid}/step", json={"steps": 2}, params={"since": 4})
+    assert [h["step"] for h in newer.json()["history"]] == [5, 6]
+    assert newer.json()["step"] == 6
+    running = client.post(f"/api/training/{sid}/run", params={"since": 6}).json()
+    assert all(h["step"] > 6 for h in running["history"]) and running["running"] is True
+    paused = client.post(f"/api/training/{sid}/pause", params={"since": 5}).json()
+    assert [h["step"] for h in paused["history"]] == list(range(6, paused["step"] + 1))
+    assert paused["validation"][-1]["step"] == paused["step"]  # validated where it stopped
+    assert all(v["step"] > 5 for v in paused["validation"])
+    everything = client.get(f"/api/training/{sid}").json()
+    assert everything["history"][: paused["step"]] == full["history"] + (
+        newer.json()["history"] + paused["history"][1:]
+    )
+    for refused in (
+        client.post(f"/api/training/{sid}/step", params={"since": "last"}),
+        client.get(f"/api/training/{sid}", params={"since": "last"}),
+    ):
+        assert refused.status_code == 422
+        assert refused.json()["detail"].startswith("'since' should be a valid integer")
+
+
 def test_limits_delete_and_unknown_ids(client, session):
     limit = client.get("/api/training").json()["limit"]
     ids = [session() for _ in range(limit)]

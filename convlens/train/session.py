@@ -215,16 +215,18 @@ class TrainingSession:
         self._validate()
 
     # -- training -------------------------------------------------------------------
-    def step(self, steps: int = 1) -> dict[str, Any]:
-        """Take ``steps`` optimizer steps now (others may interleave between them)."""
+    def step(self, steps: int = 1, since: int | None = None) -> dict[str, Any]:
+        """Take ``steps`` optimizer steps now (others may interleave between them); the
+        state after them (``since`` as in :meth:`state`)."""
         for _ in range(steps):
             with self._lock:
                 if self.error is not None or not self._step():
                     break
-        return self.state()
+        return self.state(since)
 
-    def run(self) -> dict[str, Any]:
-        """Keep training on a thread of the session's own until :meth:`pause`."""
+    def run(self, since: int | None = None) -> dict[str, Any]:
+        """Keep training on a thread of the session's own until :meth:`pause`; the state
+        (``since`` as in :meth:`state`)."""
         with self._lock:
             if self.error is None:
                 self._running = True
@@ -233,15 +235,16 @@ class TrainingSession:
                         target=self._loop, name=f"training-{self.id}", daemon=True
                     )
                     self._thread.start()
-        return self.state()
+        return self.state(since)
 
-    def pause(self) -> dict[str, Any]:
-        """Stop training after the step under way; validate where it stopped."""
+    def pause(self, since: int | None = None) -> dict[str, Any]:
+        """Stop training after the step under way; validate where it stopped; the state
+        (``since`` as in :meth:`state`)."""
         with self._lock:
             self._running = False
             if self.steps and (not self.validation or self.validation[-1]["step"] != self.steps):
                 self._validate()
-        return self.state()
+        return self.state(since)
 
     def close(self) -> None:
         """Stop training and let the thread end (it holds no resources after that)."""

@@ -459,7 +459,7 @@ def _field_path(loc: tuple[Any, ...]) -> list[Any]:
 
 _REQUESTS = [ArrayPayload, ExplainRequest, SandboxRequest]
 _REQUESTS += [StartRequest, StepRequest, UpdateRequest, KeepRequest]
-_FIELD_NAMES = {"file", "session_id"}.union(*(model.model_fields for model in _REQUESTS))
+_FIELD_NAMES = {"file", "session_id", "since"}.union(*(model.model_fields for model in _REQUESTS))
 
 
 # -- compression ------------------------------------------------------------------------------

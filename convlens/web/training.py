@@ -11,6 +11,9 @@
 ``POST   /api/training/{id}/keep``     save the trained copy as a model file in the save folder
 ``DELETE /api/training/{id}``          end it and free its memory
 
+Every route that answers with the state takes ``?since=k``: only the history and validation
+after step k, so that a page which has the rest is not sent it again.
+
 Unknown ids answer 404, one session too many 429, a value not yet stepped or a name
 already taken 409, bad settings 422 — each with a ``detail`` sentence.
 """
@@ -84,19 +87,21 @@ def add_training_routes(app: FastAPI, sessions: Sessions) -> None:
         return sessions.get(session_id).state(since)
 
     @router.post("/{session_id}/step")
-    def step(session_id: str, request: StepRequest | None = None) -> dict[str, Any]:
+    def step(
+        session_id: str, request: StepRequest | None = None, since: int | None = None
+    ) -> dict[str, Any]:
         steps = 1 if request is None else request.steps
         if not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"steps must be 1 to {MAX_STEPS}, got {steps}")
-        return sessions.get(session_id).step(steps)
+        return sessions.get(session_id).step(steps, since)
 
     @router.post("/{session_id}/run")
-    def run(session_id: str) -> dict[str, Any]:
-        return sessions.get(session_id).run()
+    def run(session_id: str, since: int | None = None) -> dict[str, Any]:
+        return sessions.get(session_id).run(since)
 
     @router.post("/{session_id}/pause")
-    def pause(session_id: str) -> dict[str, Any]:
-        return sessions.get(session_id).pause()
+    def pause(session_id: str, since: int | None = None) -> dict[str, Any]:
+        return sessions.get(session_id).pause(since)
 
     @router.post("/{session_id}/update")
     def update(session_id: str, request: UpdateRequest) -> dict[str, Any]:

@@ -75,10 +75,13 @@ def points(page) -> int:
 
 def test_training_runs_live_and_the_page_follows_its_weights(page, shot, server):
     traces: list[dict] = []  # the bodies of the page's trace requests
+    pauses: list[str] = []  # the addresses of its pause requests
 
     def note(request) -> None:
         if request.url.endswith("/api/trace") and request.post_data:
             traces.append(json.loads(request.post_data))
+        if "/pause" in request.url:
+            pauses.append(request.url)
 
     page.on("request", note)
     open_panel(page)
@@ -108,7 +111,8 @@ def test_training_runs_live_and_the_page_follows_its_weights(page, shot, server)
     time.sleep(0.8)  # longer than two polls
     assert page.get_attribute("#training", "data-step") == stopped
     assert api(server, "GET", f"/api/training/{session}")["step"] == state["step"]
-    assert points(page) == state["step"]
+    assert points(page) == state["step"]  # though the pause answered only the newest steps
+    assert len(pauses) == 1 and "?since=" in pauses[0]
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])

@@ -77,6 +77,9 @@ export function setTraining(id) {
 /** `body` plus the training session, when there is one. */
 const withTraining = (body) => (training ? { ...body, training } : body);
 
+/** The query that asks a training route for the history after step `since` only. */
+const after = (since) => (since === null ? '' : `?since=${since}`);
+
 export const api = {
   model: () => call('GET', '/api/model'),
   samples: async () => (await call('GET', '/api/samples')).samples.map((s) => ({
@@ -101,11 +104,12 @@ export const api = {
   training: {
     options: () => call('GET', '/api/training'),
     start: (settings) => call('POST', '/api/training', settings),
-    /** The session's state; with `since`, only the history after that step. */
-    state: (id, since = null) => call('GET', `/api/training/${id}${since === null ? '' : `?since=${since}`}`),
-    step: (id, steps = 1) => call('POST', `/api/training/${id}/step`, { steps }),
-    run: (id) => call('POST', `/api/training/${id}/run`),
-    pause: (id) => call('POST', `/api/training/${id}/pause`),
+    /** The session's state; with `since`, only the history after that step (as every
+     * route below that answers with the state). */
+    state: (id, since = null) => call('GET', `/api/training/${id}${after(since)}`),
+    step: (id, steps = 1, since = null) => call('POST', `/api/training/${id}/step${after(since)}`, { steps }),
+    run: (id, since = null) => call('POST', `/api/training/${id}/run${after(since)}`),
+    pause: (id, since = null) => call('POST', `/api/training/${id}/pause${after(since)}`),
     /** How the last step changed one value: {layer, parameter, index}. */
     update: (id, value) => call('POST', `/api/training/${id}/update`, value),
     kernels: (id) => call('GET', `/api/training/${id}/kernels`),

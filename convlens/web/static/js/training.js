@@ -361,6 +361,12 @@ export function mount(element, store) {
     status.classList.toggle('tr-error', error);
   }
 
+  /** What to ask the server for: the history from the last step the page has (its entry
+   * again, so that a step taken meanwhile is never missed; `append` drops repeats). */
+  function since() {
+    return Math.max(0, (history.length ? history[history.length - 1].step : 0) - 1);
+  }
+
   /** Take in a state from the server: its new history, its step; the page follows. */
   function absorb(state, gen = generation) {
     if (gen !== generation || !session || state.id !== session.id) return;
@@ -392,7 +398,7 @@ export function mount(element, store) {
     const focused = startButton.getRootNode().activeElement === startButton; // the document, or a widget's shadow root
     if (!session) await create();
     const gen = generation;
-    absorb(await api.training.run(session.id), gen);
+    absorb(await api.training.run(session.id, since()), gen);
     say(`Training on ${session.dataset}: the whole page now shows the weights as they learn.`);
     poll();
     if (focused) requestAnimationFrame(() => pauseButton.focus()); // the start button is disabled now
@@ -401,7 +407,7 @@ export function mount(element, store) {
   async function pause() {
     const focused = pauseButton.getRootNode().activeElement === pauseButton; // the document, or a widget's shadow root
     const gen = generation;
-    absorb(await api.training.pause(session.id), gen);
+    absorb(await api.training.pause(session.id, since()), gen);
     say(`Paused after step ${session.step}.`);
     refreshUpdate(true);
     refreshKernels();
@@ -411,7 +417,7 @@ export function mount(element, store) {
   async function stepOnce() {
     if (!session) await create();
     const gen = generation;
-    absorb(await api.training.step(session.id, 1), gen);
+    absorb(await api.training.step(session.id, 1, since()), gen);
     say(`Took step ${session.step}.`);
     await Promise.all([refreshKernels(), refreshUpdate(true)]);
   }
@@ -452,8 +458,7 @@ export function mount(element, store) {
     const began = performance.now();
     polling = true;
     try {
-      const since = Math.max(0, (history.length ? history[history.length - 1].step : 0) - 1);
-      absorb(await api.training.state(session.id, since), gen);
+      absorb(await api.training.state(session.id, since()), gen);
     } catch (error) {
       if (gen === generation) say(`The training session stopped answering: ${error.message}`, true);
       return;
