@@ -61,8 +61,19 @@ def nested_head():
     )  # fmt: skip
 
 
+def pads():
+    """Padding modules in front of the layers they pad: zeros (also cropping) and −∞."""
+    return T.Sequential(
+        T.ZeroPad2d((1, 0, 2, 1)), T.Conv2d(1, 3, 3, padding=1), T.ReLU(),
+        T.ConstantPad2d((0, 1, 1, 0), -float("inf")), T.MaxPool2d(2), T.ZeroPad2d(1),
+        T.AvgPool2d(2), T.ZeroPad2d((-1, 0, 0, -1)), T.Conv2d(3, 2, 2), T.Flatten(),
+        T.Linear(2 * 5 * 4, 3),
+    )  # fmt: skip
+
+
 #: name → (module factory, input shape)
 TORCH_MODELS = {
+    "pads": (pads, (1, 20, 20)),
     "stride-2": (stride_two, (1, 28, 28)),
     "same": (same_padding, (3, 16, 16)),
     "dilation": (dilation, (2, 20, 18)),
@@ -211,6 +222,12 @@ REFUSED = {
     "half": (T.Sequential(T.Conv2d(1, 1, 3).half()), "float16"),
     "Dropout2d": (T.Sequential(T.Dropout2d()), "'0' (Dropout2d)"),
     "LogSoftmax": (T.Sequential(T.Flatten(), T.LogSoftmax(dim=1)), "LogSoftmax"),
+    "pad-at-the-end": (T.Sequential(T.ZeroPad2d(1)), "'0' (ZeroPad2d) ends the network"),
+    "pad-before-relu": (T.Sequential(T.ZeroPad2d(1), T.ReLU()), "'1' (ReLU): it follows a"),
+    "two-pads": (T.Sequential(T.ZeroPad2d(1), T.ZeroPad2d(1)), "right before a Conv2d"),
+    "zeros-before-max": (T.Sequential(T.ZeroPad2d(1), T.MaxPool2d(2)), "does not continue"),
+    "twos-before-conv": (T.Sequential(T.ConstantPad2d(1, 2.0), T.Conv2d(1, 1, 3)), "of 2.0"),
+    "crop-then-pad": (T.Sequential(T.ZeroPad2d(-1), T.Conv2d(1, 1, 3, padding=1)), "cropped"),
     "not-sequential": (Custom(), "needs a torch.nn.Sequential, got Custom"),
     "overridden": (Overridden(T.ReLU()), "got Overridden"),
 }
@@ -223,6 +240,33 @@ def test_unsupported_modules_are_refused_by_name_in_one_line(case):
         from_torch(module, (1, 7, 7))
     message = str(caught.value)
     assert expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_padding_module_becomes_the_next_layers_padding(seed):
+    """Random pads (cropping too) before a random convolution or pool: the same numbers as
+    PyTorch, forward and backward, as one convlens layer."""
+    rng = np.random.default_rng(seed)
+    sides = [int(v) for v in rng.integers(-1, 3, 4)]  # left, right, top, bottom
+    kind = ["conv", "max", "avg"][seed % 3]
+    k, own = int(rng.integers(1, 4)), int(rng.integers(0, 2))
+    own = min(own, k // 2)  # PyTorch pools pad at most half the kernel
+    if any(s < 0 for s in sides):
+        own = 0  # a side cropped by the pad is not padded by the layer
+    if kind == "max":  # a window of −∞ alone has no maximum: convlens refuses it
+        sides = [min(s, k - 1 - own) for s in sides]
+    layer = {
+        "conv": lambda: T.Conv2d(2, 3, k, padding=own),
+        "max": lambda: T.MaxPool2d(k, stride=1, padding=own),
+        "avg": lambda: T.AvgPool2d(k, stride=1, padding=own),
+    }[kind]()
+    fill = -float("inf") if kind == "max" else 0.0
+    torch.manual_seed(seed)
+    module = T.Sequential(T.ConstantPad2d(tuple(sides), fill), layer).double().eval()
+    model = from_torch(module, (2, 9, 8))
+    assert len(model.layers) == 1
+    x = rng.standard_normal((2, 2, 9, 8))
+    compare(model, module, x, 1e-10)
 
 
 @pytest.mark.parametrize("shape", [(1, 28), (0, 2, 2), (1.5, 2, 2), "abc", None])

@@ -277,6 +277,23 @@ REFUSED = {
         {"pads": np.array([0, 0, 1, 0, 0, 0, 0, 0])},
         "node 'pad' (Pad) pads [[1, 0], [0, 0]] with 0.0 before MaxPool",
     ),
+    "pads-of-a-huge-computed-tensor": (
+        [
+            helper.make_node("ConstantOfShape", ["n"], ["zeros"], name="cos"),
+            helper.make_node("Pad", ["x", "zeros"], ["p"], name="pad"),
+            helper.make_node("Relu", ["p"], ["y"], name="r"),
+        ],
+        {"n": np.array([10**9])},
+        "node 'cos' (ConstantOfShape): shape [1000000000]",
+    ),
+    "pads-not-integers": (
+        [
+            helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+            helper.make_node("Conv", ["p", "w"], ["y"], name="c"),
+        ],
+        {"pads": np.zeros(8, np.float32), "w": W},
+        "'pads' in a shape computation is not a short list of integers",
+    ),
     "softmax-channels": (
         [helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=1)],
         {},

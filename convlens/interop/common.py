@@ -67,3 +67,18 @@ def hinted_pool(
         if layer is not None and layer.padding2d == tuple(map(tuple, padding)):
             return layer
     return kind(kernel, stride, padding_spec(padding))
+
+
+def compose_padding(
+    before: Padding2D, value: float, padding: Padding2D, fill: float
+) -> Padding2D | None:
+    """The padding of a layer that does both a constant pad ``before`` it (of ``value``)
+    and its own ``padding`` (of ``fill``: 0 for a convolution or average, −∞ for a
+    maximum), or None where the two do not compose into one: the pad's value is not
+    ``fill`` wherever it pads, or a side is cropped by one and padded by the other."""
+    (t, b), (l, r) = before
+    (ot, ob), (ol, orr) = padding
+    sides = [(t, ot), (b, ob), (l, ol), (r, orr)]  # (the pad's, the layer's) per side
+    if (max(t, b, l, r) > 0 and value != fill) or any(p * q < 0 for p, q in sides):
+        return None
+    return (t + ot, b + ob), (l + ol, r + orr)

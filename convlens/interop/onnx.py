@@ -34,7 +34,14 @@ import numpy as np
 from convlens import nn
 from convlens.nn.conv import effective_kernel
 
-from .common import conv_hint, hinted_conv, hinted_pool, padding_spec, pool_hint
+from .common import (
+    compose_padding,
+    conv_hint,
+    hinted_conv,
+    hinted_pool,
+    padding_spec,
+    pool_hint,
+)
 
 OPSET = 17
 
@@ -603,10 +610,7 @@ class _GraphReader:
             inputs = [*node.input, "", "", ""]
             if not inputs[1] or inputs[3]:
                 raise ValueError(f"{self._where(node)}: pads for every axis are needed (no axes)")
-            pads = self._array(inputs[1], node, "pads", False)
-            if pads.dtype.kind not in "iu":
-                raise ValueError(f"{self._where(node)}: pads must be integers, got {pads.dtype}")
-            pads = [int(v) for v in pads.reshape(-1)]
+            pads = [int(v) for v in self._shape_value(inputs[1], self.batch or 1, 0).reshape(-1)]
             value = self._array(inputs[2], node, "value", True) if inputs[2] else np.zeros(1)
             if len(pads) != 8 or value.size != 1:
                 raise ValueError(f"{self._where(node)}: pads must be 8 integers and value one")
@@ -629,16 +633,14 @@ class _GraphReader:
             "NOTSET", "", "VALID"
         ):  # fmt: skip
             raise ValueError(f"{self._where(node)}: auto_pad after a Pad is not supported")
-        (t, b), (l, r) = before
-        (ot, ob), (ol, orr) = padding
-        sides = [(t, ot), (b, ob), (l, ol), (r, orr)]  # (the Pad's, the operator's) per side
-        if (max(t, b, l, r) > 0 and value != fill) or any(p * q < 0 for p, q in sides):
+        composed = compose_padding(before, value, padding, fill)
+        if composed is None:
             raise ValueError(
                 f"{self._where(pad_node)} pads {[list(b) for b in before]} with {value} before "
                 f"{_short(node.op_type)} pads {[list(p) for p in padding]}; {HINTS['Pad']}, "
                 "and never crops a side the operator pads"
             )
-        return (t + ot, b + ob), (l + ol, r + orr)
+        return composed
 
     def _reduce(self, node: Any, shape: tuple[int, ...]) -> list[nn.Layer]:
         """A mean or maximum over rows and columns: a global pool (how the dynamo exporter
@@ -913,7 +915,8 @@ class _GraphReader:
 
     def _shape_value(self, name: str, batch: int, depth: int) -> np.ndarray:
         """A small integer tensor computed from constants and the chain's shapes: the target
-        of a flattening Reshape, as exporters compute it (evaluated here, never run)."""
+        of a flattening Reshape or the pads of a Pad, as exporters compute them (evaluated
+        here, never run)."""
         if depth > MAX_SHAPE_DEPTH:
             raise ValueError(f"{self.path}: the shape computation for {_short(name)!r} is too deep")
         if name in self.initializers or (
@@ -968,28 +971,53 @@ class _GraphReader:
                 return self._small(np.concatenate(parts, int(attributes.get("axis", 0))), name)
             if op == "Slice":
                 data = arg(0)
-                if data.ndim != 1:
-                    raise ValueError(f"{self._where(node)}: only 1-D slices are evaluated")
                 if len(inputs) > 1:
                     starts, ends = arg(1), arg(2)
-                    steps = arg(4) if len(inputs) > 4 and inputs[4] else np.ones(1, np.int64)
+                    axes = arg(3) if len(inputs) > 3 and inputs[3] else None
+                    steps = arg(4) if len(inputs) > 4 and inputs[4] else None
                 else:
                     starts = np.array(attributes.get("starts", [0]))
                     ends = np.array(attributes.get("ends", [len(data)]))
-                    steps = np.ones(1, np.int64)
-                start, end, step = (
-                    int(np.clip(v.reshape(-1)[0], -(2**62), 2**62)) for v in (starts, ends, steps)
-                )
-                if step == 0:
-                    raise ValueError(f"{self._where(node)}: step 0")
-                return self._small(data[start:end:step], name)
+                    axes, steps = attributes.get("axes"), None
+                starts, ends = starts.reshape(-1), ends.reshape(-1)
+                axes = range(len(starts)) if axes is None else np.reshape(axes, -1)
+                steps = np.ones(len(starts), np.int64) if steps is None else steps.reshape(-1)
+                cut = [slice(None)] * data.ndim
+                for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+                    if step == 0:
+                        raise ValueError(f"{self._where(node)}: step 0")
+                    start, end, step = (
+                        int(np.clip(v, -(2**62), 2**62)) for v in (start, end, step)
+                    )
+                    cut[int(axis)] = slice(start, end, step)
+                return self._small(data[tuple(cut)], name)
+            if op == "ConstantOfShape":
+                shape = [int(v) for v in arg(0).reshape(-1)]
+                if any(v < 0 for v in shape) or prod(shape) > MAX_SHAPE_VALUES:
+                    raise ValueError(f"{self._where(node)}: shape {_short(shape)}")
+                fill = attributes.get("value")
+                if fill is None:
+                    value = np.zeros(1, np.float32)
+                else:
+                    value = _tensor_array(fill, self.path, self._where(node), self._budget)
+                return self._small(np.full(shape, value.reshape(-1)[0], value.dtype), name)
+            if op == "Reshape":
+                data, target = arg(0), [int(v) for v in arg(1).reshape(-1)]
+                if not int(attributes.get("allowzero", 0)):
+                    target = [data.shape[i] if v == 0 else v for i, v in enumerate(target)]
+                return self._small(data.reshape(target), name)
+            if op == "Transpose":
+                data = arg(0)
+                perm = attributes.get("perm", list(range(data.ndim))[::-1])
+                return self._small(data.transpose(perm), name)
         except (ValueError, TypeError, IndexError, np.exceptions.AxisError) as err:
             if isinstance(err, ValueError) and str(err).startswith(str(self.path)):
                 raise
             raise ValueError(f"{self._where(node)}: cannot evaluate it ({_short(err)})") from None
         raise ValueError(
-            f"{self._where(node)} computes a Reshape's target shape; convlens evaluates only "
-            "Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast and constants there"
+            f"{self._where(node)} computes a Reshape's target shape or a Pad's pads; convlens "
+            "evaluates only Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast, Reshape, "
+            "Transpose, ConstantOfShape and constants there"
         )
 
     def _small(self, value: np.ndarray, name: str) -> np.ndarray:

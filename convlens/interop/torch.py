@@ -13,6 +13,7 @@ not need it.
 
 from __future__ import annotations
 
+import math
 from math import prod
 from typing import Any
 
@@ -21,7 +22,14 @@ import numpy as np
 from convlens import nn
 from convlens.nn.conv import effective_kernel, resolve_padding
 
-from .common import conv_hint, hinted_conv, hinted_pool, padding_spec, pool_hint
+from .common import (
+    compose_padding,
+    conv_hint,
+    hinted_conv,
+    hinted_pool,
+    padding_spec,
+    pool_hint,
+)
 
 #: The attribute of a convolution twin that keeps its convlens settings.
 HINT = "convlens_settings"
@@ -30,7 +38,8 @@ MAX_INPUT_VALUES = 2**26
 #: What :func:`from_torch` reads, for the refusals.
 SUPPORTED = (
     "Conv2d, ReLU, Sigmoid, Tanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and "
-    "AdaptiveMaxPool2d (whole windows), Flatten, Linear, Dropout, Softmax and Identity"
+    "AdaptiveMaxPool2d (whole windows), Flatten, Linear, Dropout, Softmax and Identity, "
+    "and ZeroPad2d or ConstantPad2d right before a Conv2d or pool"
 )
 
 
@@ -151,8 +160,11 @@ def from_torch(
     ``Tanh``, ``MaxPool2d`` and ``AvgPool2d`` (floor mode; an average pool with padding must
     count it, as PyTorch does by default), ``AdaptiveAvgPool2d``/``AdaptiveMaxPool2d`` where
     the input divides into whole windows, ``Flatten``, ``Linear``, ``Dropout``, ``Softmax``
-    over the last axis and ``Identity``. No file is read: hand over the module itself (a
-    pickle can run any code; load your weights in PyTorch with ``weights_only=True``).
+    over the last axis and ``Identity``. A ``ZeroPad2d`` or ``ConstantPad2d`` right before a
+    ``Conv2d`` or pool becomes part of that layer's padding (zeros before a convolution or an
+    average, −∞ before a max-pool; negative amounts crop, on sides the layer does not pad).
+    No file is read: hand over the module itself (a pickle can run any code; load your
+    weights in PyTorch with ``weights_only=True``).
 
     Parameters
     ----------
@@ -194,9 +206,18 @@ def from_torch(
     shape = _input_shape(input_shape)
     layers: list[nn.Layer] = []
     current = shape
+    pad = None  # (position, module) of a ZeroPad2d / ConstantPad2d waiting for its layer
     for where, child in _leaves(module, "", torch):
         try:
+            if isinstance(child, torch.nn.ZeroPad2d | torch.nn.ConstantPad2d):
+                if pad is not None:
+                    raise ValueError(PAD_PLACE)
+                pad = where, child
+                continue
             layer = _from_module(child, current, torch)
+            if pad is not None:
+                layer = _with_pad(layer, pad[1])
+                pad = None
             if layer is not None:
                 current = layer.output_shape(current)
         except ValueError as err:
@@ -205,6 +226,10 @@ def from_torch(
             ) from None
         if layer is not None:
             layers.append(layer)
+    if pad is not None:
+        raise ValueError(
+            f"from_torch: layer '{pad[0]}' ({type(pad[1]).__name__}) ends the network; {PAD_PLACE}"
+        )
     model = nn.Sequential(*layers).train(bool(module.training))
     model.input_shape = shape
     if classes is not None:
@@ -213,6 +238,35 @@ def from_torch(
         model.classes = list(classes)
     model.metadata = {"source": "torch"}
     return model
+
+
+#: Where a padding module may stand, for the error that says it does not.
+PAD_PLACE = (
+    "convlens pads inside a layer: a ZeroPad2d or ConstantPad2d must come right before a "
+    "Conv2d or pool"
+)
+
+
+def _with_pad(layer: nn.Layer | None, pad: Any) -> nn.Layer:
+    """``layer`` with the constant padding of the module ``pad`` just before it added to its
+    own, where the two compose (see :func:`~convlens.interop.common.compose_padding`)."""
+    if not isinstance(layer, nn.Conv2D | nn.MaxPool2D | nn.AvgPool2D):
+        raise ValueError(f"it follows a {type(pad).__name__}; {PAD_PLACE}")
+    left, right, top, bottom = pad.padding
+    value = float(getattr(pad, "value", 0.0))
+    fill = -math.inf if isinstance(layer, nn.MaxPool2D) else 0.0
+    padding = compose_padding(((top, bottom), (left, right)), value, layer.padding2d, fill)
+    if padding is None:
+        raise ValueError(
+            f"it follows a {type(pad).__name__} of {value} on sides (left, right, top, bottom) "
+            f"{list(pad.padding)}, which its own padding {[list(p) for p in layer.padding2d]} "
+            f"of {fill} does not continue (the values must match, and no side may be cropped "
+            "by one and padded by the other)"
+        )
+    padded = type(layer)(**{**layer.config(), "padding": padding_spec(padding)})
+    for mine, theirs in zip(padded.parameters(), layer.parameters(), strict=True):
+        mine.data = theirs.data
+    return padded
 
 
 def _is_sequential(module: Any, torch: Any) -> bool:
