@@ -1,6 +1,7 @@
 """After a batch split over threads, a dense layer's gradients are one product over the
-whole batch (Dense.parameter_grads_of_pieces) instead of one per piece plus their sum: the
-same numbers as one thread, nothing left behind in the replicas."""
+whole batch (Dense.whole_batch_grads, its rows shared out over the threads once their
+pieces are done) instead of one per piece plus their sum: the same numbers as one thread,
+nothing left behind in the replicas, and an error in one piece raised as it is."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 import convlens.nn as nn
 from convlens.nn import threads
+from convlens.nn.layer import Layer
 
 
 @pytest.fixture
@@ -63,3 +65,63 @@ def test_a_dense_first_layer_defers_too(split_over):
     got = grads_after(model, x, y, input_grad=False)
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+
+
+def test_several_pieces_on_each_thread(split_over, monkeypatch):
+    """Cache-sized pieces, four a thread, each thread running its own one after the other
+    before its share of the dense rows: the numbers of one thread."""
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((40, 2, 6, 6)), rng.integers(0, 3, 40)
+    nn.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2D(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Dense(48, 64), nn.ReLU(), nn.Dense(64, 3)
+    ).astype(np.float64)
+    split_over(1)
+    expected = grads_after(model, x, y, input_grad=True)
+    split_over(2)
+    monkeypatch.setattr(threads, "PIECE_BYTES", 5 * 72 * 8)  # 5 samples of 72 float64 values
+    got = grads_after(model, x, y, input_grad=True)
+    assert len(model._twins) == 7  # eight pieces of five samples, four on each thread
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+
+
+class FailsOnHugeInput(Layer):
+    """The identity, whose backward fails for a piece that held a value over 1e6."""
+
+    def forward(self, x):
+        self._cache = bool(np.abs(x).max() > 1e6)
+        return x
+
+    def backward(self, dy):
+        if self._saved():
+            raise RuntimeError("this piece fails")
+        return dy
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+@pytest.mark.parametrize("where", ["below the dense layers", "above them"])
+def test_an_error_in_one_piece_is_raised_as_it_is(split_over, where):
+    """The other thread neither waits for the failed piece's (x, δ) forever nor reads what
+    it never kept; the dense layer's gradient, zero before, reads zero after."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((16, 6)), rng.integers(0, 2, 16)
+    x[12] = 1e7  # in the second half: the other thread's piece
+    nn.manual_seed(4)
+    dense = [nn.Dense(6, 40), nn.ReLU(), nn.Dense(40, 2)]
+    layers = (
+        [FailsOnHugeInput(), *dense] if where.startswith("below") else [*dense, FailsOnHugeInput()]
+    )
+    model = nn.Sequential(*layers).astype(np.float64)
+    split_over(2)
+    loss = nn.CrossEntropyLoss()
+    model.zero_grad()
+    loss.forward(model.forward(x), y)
+    with pytest.raises(RuntimeError, match="this piece fails"):
+        model.backward(loss.backward(), input_grad=False)
+    assert not model.layers[1 if where.startswith("below") else 0].weight.grad.any()
+    for twins in model._twins:
+        for layer in twins:
+            assert "_deferred" not in layer.__dict__ and "stashed" not in layer.__dict__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from math import prod
 from typing import Any
@@ -126,29 +127,36 @@ class Dense(Layer):
         return dy @ self.weight.data
 
     #: Set by :class:`Sequential` while the pieces of a batch split over threads run back:
-    #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed, and
-    #: :meth:`parameter_grads_of_pieces` computes the whole batch's at once afterwards.
+    #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed (and
+    #: ``stashed``, if given, is set then), and :meth:`whole_batch_grads` computes the
+    #: whole batch's at once, its rows shared out over the threads.
     defer_parameter_grads = False
+    stashed: threading.Event | None = None
 
     def backward_parameters(self, dy: np.ndarray) -> None:
         x, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
         if self.defer_parameter_grads:
             self._deferred = (x, dy)
+            if self.stashed is not None:
+                self.stashed.set()
             return
         self._add_parameter_grads(x, dy, [slice(0, self.out_features)])
 
-    def parameter_grads_of_pieces(self, pieces: list[Dense]) -> None:
-        """dL/dW and dL/db of a batch that ran as ``pieces`` (this layer and its replicas,
-        in batch order, each holding its deferred ``(x, dy)``): one product over the whole
-        batch. Per piece, each thin product (K = the piece's samples) would write the whole
-        ``(out, in)`` matrix, and adding the pieces' matrices and zeroing them would cost as
-        much again: for the MNIST net's 3872 × 128 layer, about 0.5 ms of a 6 ms step.
-        The product's rows are shared out over the threads instead (0.6 → 0.3 ms there)."""
-        saved = [piece.__dict__.pop("_deferred") for piece in pieces]
-        x = np.concatenate([x for x, _ in saved])
-        dy = np.concatenate([dy for _, dy in saved])
-        self._add_parameter_grads(x, dy, threads.pieces(self.out_features, MIN_ROWS))
+    def whole_batch_grads(
+        self, pieces: list[Dense], rows: slice, grad: np.ndarray, fresh: bool, bias: bool
+    ) -> None:
+        """Rows ``rows`` of dL/dW, into ``grad`` (overwritten if ``fresh``, else added to),
+        and dL/db if ``bias``, for a batch that ran as ``pieces`` (this layer and its
+        replicas, in batch order, each holding its deferred ``(x, dy)``): one product over
+        the whole batch. Per piece, each thin product (K = the piece's samples) would write
+        the whole ``(out, in)`` matrix, and adding the pieces' matrices would cost as much
+        again: for the MNIST net's 3872 × 128 layer, about 0.5 ms of a 6 ms step."""
+        x = np.concatenate([piece._deferred[0] for piece in pieces])
+        dy = np.concatenate([piece._deferred[1] for piece in pieces])
+        _product(dy[:, rows].T, x, grad[rows], fresh)
+        if bias and self.bias is not None:
+            self.bias.accumulate(dy.sum(axis=0))
 
     def _add_parameter_grads(self, x: np.ndarray, dy: np.ndarray, rows: list[slice]) -> None:
         """``dW += δᵀ x`` (out, N) @ (N, in), each slice of rows of W on its own thread,

@@ -16,7 +16,8 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from math import prod
 from pathlib import Path
@@ -26,11 +27,12 @@ import numpy as np
 
 from .activation import ReLU
 from .checks import brief, is_integer
+from .dense import MIN_ROWS
 from .fused import ConvMaxPool
 from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
 from .pool import MaxPool2D
-from .threads import batch_pieces, one_blas_thread, run_side_by_side
+from .threads import batch_pieces, pieces, run_side_by_side
 
 FORMAT_NAME = "convlens.sequential"
 FORMAT_VERSION = "1"
@@ -65,6 +67,35 @@ def _backward(layers: Sequence[Layer], dy: np.ndarray, input_grad: bool) -> np.n
         return first.backward(dy)
     first.backward_parameters(dy)
     return None
+
+
+def _back_team(
+    runs: Sequence[tuple[Sequence[Layer], slice]],
+    team: Sequence[int],
+    dy: np.ndarray,
+    input_grad: bool,
+    stashed: Sequence[threading.Event],
+    failed: list[bool],
+    dense: Sequence[Callable[[], None]],
+) -> list[np.ndarray | None]:
+    """One thread's part of a split backward: the runs ``team`` back through their layers,
+    then, once every piece has kept its dense layers' (x, δ), this thread's share of their
+    whole-batch gradients (``dense``). Waiting there costs nothing in practice: a piece
+    keeps them near the start of its backward, the dense layers being near the top."""
+    try:
+        results = [_backward(runs[k][0], dy[runs[k][1]], input_grad) for k in team]
+    except BaseException:
+        failed.append(True)
+        raise
+    finally:
+        for k in team:
+            stashed[k].set()  # also after an error: no other thread may wait for it forever
+    for event in stashed:
+        event.wait()
+    if not failed:
+        for share in dense:
+            share()
+    return results
 
 
 def _input_gradient(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
@@ -150,15 +181,15 @@ class Sequential(Layer):
         layer allows it: piece 0 runs through these layers, each other piece through a
         :meth:`replica` of them, the threads side by side."""
         if self.splits_batch():
-            pieces = batch_pieces(len(x), partial(self._largest_activation_bytes, x))
+            split = batch_pieces(len(x), partial(self._largest_activation_bytes, x))
         else:
-            pieces = [slice(0, len(x))]
-        if len(pieces) == 1:
+            split = [slice(0, len(x))]
+        if len(split) == 1:
             self._cache = None
             return _forward(self.layers, x)
-        earlier = self._twins + [None] * len(pieces)  # last call's replicas, kept for reuse
-        self._twins = [_replicate(self.layers, earlier[k]) for k in range(len(pieces) - 1)]
-        self._cache = runs = list(zip([self.layers, *self._twins], pieces, strict=True))
+        earlier = self._twins + [None] * len(split)  # last call's replicas, kept for reuse
+        self._twins = [_replicate(self.layers, earlier[k]) for k in range(len(split) - 1)]
+        self._cache = runs = list(zip([self.layers, *self._twins], split, strict=True))
         outputs = run_side_by_side([partial(_forward, layers, x[p]) for layers, p in runs])
         return np.concatenate(outputs)
 
@@ -168,7 +199,9 @@ class Sequential(Layer):
         With ``input_grad=False`` (training), the first layer only accumulates its
         parameter gradients and None is returned: dL/d(image) is never needed there.
         After a split forward, each piece runs back through its own copy of the layers and
-        the copies' parameter gradients are then added in, piece by piece.
+        the copies' parameter gradients are then added in, piece by piece; a dense layer's
+        weight gradient is one product over the whole batch instead, each thread computing
+        some of its rows once its pieces are done (:func:`_back_team`).
         """
         if self._cache is None:
             return _backward(self.layers, dy, input_grad)
@@ -179,23 +212,49 @@ class Sequential(Layer):
                 f"but the last forward() ran {runs[-1][1].stop}"
             )
         # Layers that compute their parameter gradients once for the whole batch (a dense
-        # layer: see Dense.parameter_grads_of_pieces) only keep each piece's share here.
-        whole = [
-            i for i, layer in enumerate(self.layers) if hasattr(layer, "parameter_grads_of_pieces")
-        ]
-        for i in whole:
-            for layers, _ in runs:
+        # layer: see Dense.whole_batch_grads) only keep each piece's (x, δ) on the way;
+        # each thread then computes a share of the rows after its pieces.
+        whole = [i for i, layer in enumerate(self.layers) if hasattr(layer, "whole_batch_grads")]
+        teams = [list(range(len(runs)))[share] for share in pieces(len(runs), 1)]
+        stashed = [threading.Event() for _ in runs]
+        targets = {i: self.layers[i].weight.gradient_target() for i in whole}
+        rows = {i: pieces(self.layers[i].out_features, MIN_ROWS) for i in whole}
+        for (layers, _), event in zip(runs, stashed, strict=True):
+            for i in whole:
                 layers[i].defer_parameter_grads = True
+            if whole:
+                layers[whole[0]].stashed = event  # the last of them that backward passes
+        dense = [
+            [
+                partial(
+                    self.layers[i].whole_batch_grads,
+                    [layers[i] for layers, _ in runs],
+                    rows[i][share],
+                    *targets[i],
+                    bias=share == 0,
+                )
+                for i in whole
+                if share < len(rows[i])
+            ]
+            for share in range(len(teams))
+        ]
+        failed: list[bool] = []
+        tasks = [
+            partial(_back_team, runs, team, dy, input_grad, stashed, failed, dense[share])
+            for share, team in enumerate(teams)
+        ]
         try:
-            tasks = [partial(_backward, c, dy[p], input_grad) for c, p in runs]
-            results = run_side_by_side(tasks)
+            results = [result for team in run_side_by_side(tasks) for result in team]
+        except BaseException:
+            for i in whole:
+                if targets[i][1]:  # it was zero: written in part at most, so zero again
+                    self.layers[i].weight.zero_grad()
+            raise
         finally:
-            for i in whole:
-                for layers, _ in runs:
-                    layers[i].defer_parameter_grads = False
-        with one_blas_thread():
-            for i in whole:
-                self.layers[i].parameter_grads_of_pieces([layers[i] for layers, _ in runs])
+            for layers, _ in runs:
+                for i in whole:
+                    for name in ("defer_parameter_grads", "stashed", "_deferred"):
+                        layers[i].__dict__.pop(name, None)
         for twins, _ in runs[1:]:
             for i, (layer, twin) in enumerate(zip(self.layers, twins, strict=True)):
                 if i in whole:
