@@ -152,6 +152,8 @@ class Dense(Layer):
         the whole batch. Per piece, each thin product (K = the piece's samples) would write
         the whole ``(out, in)`` matrix, and adding the pieces' matrices would cost as much
         again: for the MNIST net's 3872 × 128 layer, about 0.5 ms of a 6 ms step."""
+        # Each thread's share joins the pieces for itself (0.02 ms for the MNIST net's 32
+        # samples): no thread waits for another's copy.
         x = np.concatenate([piece._deferred[0] for piece in pieces])
         dy = np.concatenate([piece._deferred[1] for piece in pieces])
         _product(dy[:, rows].T, x, grad[rows], fresh)
