@@ -7,6 +7,7 @@ The PyTorch models are those of test_from_torch, exported with both of PyTorch's
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -353,10 +354,44 @@ def test_unsupported_graphs_are_refused_in_one_line(case, tmp_path):
     assert "\n" not in message and str(path) in message and expected in message, message
 
 
+def test_an_open_image_size_is_given_by_input_shape(tmp_path):
+    """A graph exported with dynamic height and width reads at the size the caller gives,
+    which must agree with every size the graph fixes."""
+    x = helper.make_tensor_value_info("x", F32, ["N", 1, "H", "W"])
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    path = save_graph(tmp_path, nodes, None, None, inputs=[x])
+    assert load_onnx(path, input_shape=(1, 7, 9)).input_shape == (1, 7, 9)
+    for shape, expected in [
+        ((2, 7, 9), "gives C = 2, but the graph's input ['N', 1, 'H', 'W'] fixes it at 1"),
+        ((1, 0, 9), "input_shape must be (C, H, W), three positive ints"),
+        ((1, 7), "input_shape must be (C, H, W)"),
+        ("abc", "input_shape must be (C, H, W)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            load_onnx(path, input_shape=shape)
+
+
+def test_pytorch_export_with_dynamic_image_size(tmp_path):
+    module, shape = make("nested-global-pool", torch.float32)  # a global pool: any size fits
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (torch.zeros(2, *shape),), path, dynamo=False, input_names=["image"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="sizes left open"):
+        load_onnx(path)
+    for size in [(3, 13, 13), (3, 20, 17)]:
+        model = load_onnx(path, input_shape=size)
+        x = np.random.default_rng(1).standard_normal((2, *size)).astype(np.float32)
+        np.testing.assert_allclose(model.forward(x), run_onnx(path, x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("inputs", "expected"),
     [
-        ([helper.make_tensor_value_info("x", F32, ["N", 1, "H", "W"])], "fixed C, H and W"),
+        ([helper.make_tensor_value_info("x", F32, ["N", 1, "H", "W"])], "input_shape=(C, H, W)"),
         ([helper.make_tensor_value_info("x", F32, ["N", 7, 7])], "(N, C, H, W)"),
         ([helper.make_tensor_value_info("x", TensorProto.INT64, ["N", 1, 7, 7])], "float32"),
         ([helper.make_tensor_value_info(n, F32, ["N", 1, 7, 7]) for n in "xz"], "2 inputs"),

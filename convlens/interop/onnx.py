@@ -213,7 +213,11 @@ TENSOR_TYPES = {
 }
 
 
-def load_onnx(path: str | os.PathLike, classes: list[str] | None = None) -> nn.Sequential:
+def load_onnx(
+    path: str | os.PathLike,
+    classes: list[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> nn.Sequential:
     """Load a sequential CNN from an ONNX file as a :class:`convlens.nn.Sequential`.
 
     The graph is read as data, never run: the nodes from its input to its output must form
@@ -234,6 +238,9 @@ def load_onnx(path: str | os.PathLike, classes: list[str] | None = None) -> nn.S
         The ``.onnx`` file. Weights stored as external data are read from files in its folder.
     classes : list of str, optional
         Class names; default: the ``classes`` metadata :func:`export_onnx` writes, if any.
+    input_shape : (C, H, W), optional
+        One sample's shape, for a graph whose input leaves some of C, H and W open (exported
+        with dynamic axes for the image size); where the graph fixes a size, it must agree.
 
     Returns
     -------
@@ -243,7 +250,8 @@ def load_onnx(path: str | os.PathLike, classes: list[str] | None = None) -> nn.S
     Raises
     ------
     ValueError
-        Not an ONNX model, no fixed (C, H, W) input, a node that is not supported or not on
+        Not an ONNX model, an input with open sizes and no ``input_shape`` (or one that does
+        not agree with the graph), a node that is not supported or not on
         the chain (branches), weights of the wrong type or size — one sentence naming the
         node, its operator and what convlens supports.
     FileNotFoundError
@@ -275,7 +283,7 @@ def load_onnx(path: str | os.PathLike, classes: list[str] | None = None) -> nn.S
         raise ValueError(f"{path}: not an ONNX model (no graph)")
     if not _all_text(proto):
         raise ValueError(f"{path}: not an ONNX model (a name or field is not UTF-8 text)")
-    model = _GraphReader(proto, path).read()
+    model = _GraphReader(proto, path, input_shape).read()
     file_classes = _metadata_classes(proto)
     names = file_classes if classes is None else list(classes)
     if names is not None:
@@ -324,8 +332,8 @@ def _metadata_classes(proto: Any) -> list[str] | None:
 class _GraphReader:
     """One pass over a graph: the chain from input to output, each node made a layer."""
 
-    def __init__(self, proto: Any, path: Path) -> None:
-        self.path, self.graph = path, proto.graph
+    def __init__(self, proto: Any, path: Path, input_shape: Any = None) -> None:
+        self.path, self.graph, self.given = path, proto.graph, input_shape
         self.opset = max(
             (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1
         )
@@ -417,10 +425,18 @@ class _GraphReader:
             raise ValueError(
                 f"{self.path}: the input {_short(value.name)!r} is not a float32 tensor"
             )
-        if len(dims) != 4 or None in dims[1:] or min(dims[1:]) < 1:
+        if len(dims) != 4 or min((d for d in dims[1:] if d is not None), default=1) < 1:
             raise ValueError(
                 f"{self.path}: the input {_short(value.name)!r} has shape {_short(shown)}; "
-                "convlens needs (N, C, H, W) with fixed C, H and W (export with a fixed image size)"
+                "convlens needs (N, C, H, W)"
+            )
+        if self.given is not None:
+            dims[1:] = self._given_shape(dims[1:], shown)
+        elif None in dims[1:]:
+            raise ValueError(
+                f"{self.path}: the input {_short(value.name)!r} has shape {_short(shown)}, "
+                "with sizes left open; give the image size as load_onnx(..., input_shape=(C, H, "
+                "W)), or export with a fixed one"
             )
         shape = tuple(dims[1:])
         if prod(shape) > MAX_ACTIVATION_VALUES:
@@ -430,6 +446,25 @@ class _GraphReader:
             )
         self.batch = dims[0] if dims[0] else None
         return value.name, shape
+
+    def _given_shape(self, dims: list[int | None], shown: Any) -> list[int]:
+        """``input_shape`` as given, checked: three positive ints, equal to the graph's
+        sizes wherever it fixes them."""
+        given = self.given
+        try:
+            sizes = [int(v) for v in given]
+            exact = all(int(v) == v for v in given)
+        except (TypeError, ValueError):
+            sizes, exact = [], False
+        if not exact or len(sizes) != 3 or min(sizes) < 1:
+            raise ValueError(f"input_shape must be (C, H, W), three positive ints, got {given!r}")
+        for axis, fixed, size in zip("CHW", dims, sizes, strict=True):
+            if fixed is not None and fixed != size:
+                raise ValueError(
+                    f"{self.path}: input_shape {sizes} gives {axis} = {size}, but the graph's "
+                    f"input {_short(shown)} fixes it at {fixed}"
+                )
+        return sizes
 
     def _next(self, name: str) -> Any:
         """The one node that reads tensor ``name`` (Shape nodes aside: they feed a Reshape)."""
