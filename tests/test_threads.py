@@ -174,6 +174,46 @@ def test_blas_threads_are_restored_after_a_split(split_over):
     assert [library.num_threads for library in blas.lib_controllers] == before
 
 
+def test_blas_is_held_to_one_thread_by_a_split_started_on_any_thread(split_over):
+    """A live-training session splits its batches on a thread of its own. threadpoolctl
+    lets only one thread size OpenBLAS's pool: the limit must hold there too (it was
+    ignored, and OpenBLAS's threads spun beside the pieces), and be restored after."""
+    blas = ThreadpoolController().select(user_api="blas")
+    before = [library.num_threads for library in blas.lib_controllers]
+    split_over(2)
+    probe = [lambda: [library.num_threads for library in blas.lib_controllers]] * 2
+    assert threads.run_side_by_side(probe) == [[1] * len(before)] * 2  # the main thread first
+    with ThreadPoolExecutor(1) as caller:
+        seen = caller.submit(threads.run_side_by_side, probe).result(timeout=60)
+    assert seen == [[1] * len(before)] * 2
+    assert [library.num_threads for library in blas.lib_controllers] == before
+    assert threads.run_side_by_side(probe) == [[1] * len(before)] * 2  # and still
+
+
+def test_overlapping_blas_limits_on_several_threads_restore_the_count():
+    """Two threads inside one_blas_thread at once, leaving in either order: the first in
+    sets the limit, the last out restores it."""
+    blas = ThreadpoolController().select(user_api="blas")
+    before = [library.num_threads for library in blas.lib_controllers]
+    inside, leave = threading.Barrier(2), threading.Event()
+
+    def hold(wait_for_leave: bool) -> list[int]:
+        with threads.one_blas_thread():
+            inside.wait(timeout=30)
+            if wait_for_leave:
+                leave.wait(timeout=30)
+            return [library.num_threads for library in blas.lib_controllers]
+
+    with ThreadPoolExecutor(2) as callers:
+        late = callers.submit(hold, True)
+        early = callers.submit(hold, False)
+        assert early.result(timeout=60) == [1] * len(before)
+        assert [library.num_threads for library in blas.lib_controllers] == [1] * len(before)
+        leave.set()
+        assert late.result(timeout=60) == [1] * len(before)
+    assert [library.num_threads for library in blas.lib_controllers] == before
+
+
 def test_changing_the_thread_count_while_another_thread_splits(split_over):
     """Workers are shared and never stopped: lowering or raising the count while a call
     runs on another thread neither strands it nor changes its results."""
