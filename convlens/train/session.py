@@ -204,9 +204,9 @@ class TrainingSession:
         self.history: list[dict[str, float]] = []
         self.validation: list[dict[str, float]] = []
         self.error: str | None = None
-        # what the last step started from, for explaining it: values, gradients, state
+        # what the last step started from, for explaining it: values and the optimizer's
+        # state (its gradient stays in .grad until the next step's backward)
         self._before = [np.empty_like(p.data) for p in params]
-        self._gradient = [np.empty_like(p.data) for p in params]
         self._state_before: dict[str, list[np.ndarray | None]] = {}
         self._lock = threading.Lock()
         self._running = False
@@ -292,17 +292,22 @@ class TrainingSession:
         return True
 
     def _remember(self) -> None:
-        """Copy what the coming optimizer step starts from: values, gradients, its state."""
-        for p, before, gradient in zip(
-            self.optimizer.params, self._before, self._gradient, strict=True
-        ):
+        """Copy what the coming optimizer step overwrites, into the same arrays each step:
+        the values and the optimizer's state. The gradient it uses is not copied: nothing
+        writes ``.grad`` between the step and the next one's backward."""
+        for p, before in zip(self.optimizer.params, self._before, strict=True):
             np.copyto(before, p.data)
-            np.copyto(gradient, p.grad)
         if isinstance(self.optimizer, nn.SGD):
-            self._state_before = {"velocity": [_copy(v) for v in self.optimizer.velocity]}
+            state = {"velocity": self.optimizer.velocity}
         else:
-            self._state_before = {"m": [m.copy() for m in self.optimizer.m],
-                                  "v": [v.copy() for v in self.optimizer.v]}  # fmt: skip
+            state = {"m": self.optimizer.m, "v": self.optimizer.v}
+        for name, arrays in state.items():
+            kept = self._state_before.setdefault(name, [None] * len(arrays))
+            for i, array in enumerate(arrays):
+                if array is None or kept[i] is None or kept[i].shape != array.shape:
+                    kept[i] = _copy(array)
+                else:
+                    np.copyto(kept[i], array)
 
     def _validate(self) -> None:
         n = VALIDATION_IMAGES
@@ -349,7 +354,7 @@ class TrainingSession:
                 "step": self.steps,
                 "optimizer": self.settings.optimizer,
                 "before": float(self._before[k][at]),
-                "gradient": float(self._gradient[k][at]),
+                "gradient": float(p.grad[at]),
                 "after": float(p.data[at]),
                 "lr": self.optimizer.lr,
                 "weight_decay": 0.0,
