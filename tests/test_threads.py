@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_close
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import convlens.nn as nn
 from convlens.interop import to_torch
@@ -188,6 +188,11 @@ def test_blas_is_held_to_one_thread_by_a_split_started_on_any_thread(split_over)
     assert seen == [[1] * len(before)] * 2
     assert [library.num_threads for library in blas.lib_controllers] == before
     assert threads.run_side_by_side(probe) == [[1] * len(before)] * 2  # and still
+    with ThreadPoolExecutor(1) as caller:  # its thread stays alive meanwhile
+        caller.submit(threads.run_side_by_side, probe).result(timeout=60)
+        with threadpool_limits(1, user_api="blas"):  # the caller's own limits still work
+            assert [library.num_threads for library in blas.lib_controllers] == [1] * len(before)
+    assert [library.num_threads for library in blas.lib_controllers] == before
 
 
 def test_overlapping_blas_limits_on_several_threads_restore_the_count():

@@ -245,12 +245,15 @@ def one_blas_thread() -> Iterator[None]:
 
 
 def _set_blas_threads(counts: list[int]) -> None:
-    """Each BLAS library's thread count, set from this thread (see :func:`one_blas_thread`)."""
+    """Each BLAS library's thread count, set from this thread (see :func:`one_blas_thread`);
+    any thread may set it after, as before."""
     for library, count in zip(_blas or [], counts, strict=True):
-        take_control = getattr(type(library), "clear_controlling_thread", None)
-        if take_control is not None:  # threadpoolctl ≥ 3.6, OpenBLAS with its own threads
-            take_control(force=True)
+        control = getattr(type(library), "clear_controlling_thread", None)
+        if control is not None:  # threadpoolctl ≥ 3.6, OpenBLAS with its own threads
+            control(force=True)
         library.set_num_threads(count)
+        if control is not None:
+            control()  # let go: the next thread to set a limit takes the role
 
 
 def _forget_workers() -> None:
