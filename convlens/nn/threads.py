@@ -221,9 +221,9 @@ def one_blas_thread() -> Iterator[None]:
 
     OpenBLAS has one pool of threads for the whole process, so the limit is too: the first
     of several threads inside at once sets it, the last one out restores it. threadpoolctl
-    lets only one thread (the first that ever set a limit, usually the main one) size
-    OpenBLAS's pool and silently ignores the others, so the thread entering here takes that
-    role first: from a live-training session's own thread the limit was otherwise ignored,
+    lets only one thread (the first that set a limit, usually the main one) size OpenBLAS's
+    pool and silently ignores the others; where it ignores this one, this one takes the role
+    for the moment. From a live-training session's own thread the limit was ignored,
     OpenBLAS's threads spun beside the pieces, and the MNIST net's step took 1.4-1.6× as
     long as on the main thread.
     """
@@ -248,12 +248,14 @@ def _set_blas_threads(counts: list[int]) -> None:
     """Each BLAS library's thread count, set from this thread (see :func:`one_blas_thread`);
     any thread may set it after, as before."""
     for library, count in zip(_blas or [], counts, strict=True):
-        control = getattr(type(library), "clear_controlling_thread", None)
-        if control is not None:  # threadpoolctl ≥ 3.6, OpenBLAS with its own threads
-            control(force=True)
         library.set_num_threads(count)
-        if control is not None:
-            control()  # let go: the next thread to set a limit takes the role
+        control = getattr(type(library), "clear_controlling_thread", None)
+        if control is None:  # not threadpoolctl ≥ 3.6 with OpenBLAS's own threads
+            continue
+        if library.num_threads != count:  # ignored: another thread holds the role
+            control(force=True)
+            library.set_num_threads(count)
+        control()  # let go (if this thread holds it): the next thread to set a limit takes it
 
 
 def _forget_workers() -> None:
