@@ -32,9 +32,9 @@ and inputs made before tracing starts are not counted).
 
 Run::
 
-    make bench                                            # 15 repeats, 2 threads
+    make bench                                            # 30 repeats, 2 threads
     .venv/bin/python bench/bench_engine.py --quick        # smoke run
-    .venv/bin/python bench/bench_engine.py --repeats 30 --threads 2
+    .venv/bin/python bench/bench_engine.py --repeats 60 --threads 2
     .venv/bin/python bench/bench_engine.py --only "MNIST train"          # some rows
 
 The full results are also written to ``bench/results/engine.json``. ``--threads`` sets
@@ -417,7 +417,7 @@ def format_table(results: list[CaseResult]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, help="timed repeats per case (default 15)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per case (default 30)")
     parser.add_argument(
         "--threads", type=int, default=2, help="torch and convlens threads (default 2)"
     )
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = [c for c in CASES if args.only is None or args.only in case_label(*c)]
     if not cases:
         parser.error(f"no case label contains {args.only!r}")
-    repeats = args.repeats or (3 if args.quick else 15)
+    repeats = args.repeats or (3 if args.quick else 30)
     warmup = 1 if args.quick else 3
 
     torch.set_num_threads(args.threads)
