@@ -125,3 +125,24 @@ def test_an_error_in_one_piece_is_raised_as_it_is(split_over, where):
     for twins in model._twins:
         for layer in twins:
             assert "_deferred" not in layer.__dict__ and "stashed" not in layer.__dict__
+
+
+def test_a_thread_count_changed_between_forward_and_backward(split_over):
+    """The dense rows are shared out over the threads the backward really uses (one share
+    per team of pieces), not over a thread count set since: no rows are left out."""
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((16, 8)), rng.integers(0, 3, 16)
+    nn.manual_seed(5)
+    model = nn.Sequential(nn.Dense(8, 96), nn.ReLU(), nn.Dense(96, 3)).astype(np.float64)
+    split_over(1)
+    expected = grads_after(model, x, y, input_grad=False)
+    split_over(2)
+    loss = nn.CrossEntropyLoss()
+    for p in model.parameters():
+        p.grad = np.full_like(p.data, 7.0)  # stale values a row left out would keep
+    model.zero_grad()
+    loss.forward(model.forward(x), y)  # two pieces
+    split_over(3)  # three threads now, two pieces: 96 rows would make three shares
+    model.backward(loss.backward(), input_grad=False)
+    for g, e in zip([p.grad for p in model.parameters()], expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)

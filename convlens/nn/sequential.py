@@ -32,7 +32,7 @@ from .fused import ConvMaxPool
 from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
 from .pool import MaxPool2D
-from .threads import batch_pieces, pieces, run_side_by_side
+from .threads import batch_pieces, even_slices, pieces, run_side_by_side
 
 FORMAT_NAME = "convlens.sequential"
 FORMAT_VERSION = "1"
@@ -218,7 +218,11 @@ class Sequential(Layer):
         teams = [list(range(len(runs)))[share] for share in pieces(len(runs), 1)]
         stashed = [threading.Event() for _ in runs]
         targets = {i: self.layers[i].weight.gradient_target() for i in whole}
-        rows = {i: pieces(self.layers[i].out_features, MIN_ROWS) for i in whole}
+        rows = {  # one share per team (not per thread now: the count may change meanwhile)
+            i: even_slices(size, max(1, min(len(teams), size // MIN_ROWS)))
+            for i in whole
+            for size in [self.layers[i].out_features]
+        }
         for (layers, _), event in zip(runs, stashed, strict=True):
             for i in whole:
                 layers[i].defer_parameter_grads = True

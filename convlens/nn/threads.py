@@ -119,7 +119,7 @@ def batch_pieces(n_samples: int, sample_bytes: int | Callable[[], int] = 0) -> l
         return split
     per_piece = max(MIN_PIECE, PIECE_BYTES // sample_bytes)
     rounds = -(-n_samples // (per_piece * len(split)))  # pieces per thread, rounded up
-    return _even_slices(n_samples, rounds * len(split))
+    return even_slices(n_samples, rounds * len(split))
 
 
 def in_pieces(update: Callable[..., object], *arrays: np.ndarray) -> None:
@@ -154,10 +154,11 @@ def pieces(size: int, minimum: int) -> list[slice]:
     count = min(_num_threads, size // minimum)
     if count < 2 or getattr(_local, "busy", False):
         return [slice(0, size)]
-    return _even_slices(size, count)
+    return even_slices(size, count)
 
 
-def _even_slices(size: int, count: int) -> list[slice]:
+def even_slices(size: int, count: int) -> list[slice]:
+    """``range(size)`` in ``count`` consecutive slices whose lengths differ by at most one."""
     bounds = [size * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in pairwise(bounds)]
 
