@@ -124,7 +124,7 @@ def test_an_error_in_one_piece_is_raised_as_it_is(split_over, where):
     assert not model.layers[1 if where.startswith("below") else 0].weight.grad.any()
     for twins in model._twins:
         for layer in twins:
-            assert "_deferred" not in layer.__dict__ and "stashed" not in layer.__dict__
+            assert "_deferred" not in layer.__dict__
 
 
 def test_a_thread_count_changed_between_forward_and_backward(split_over):
@@ -145,4 +145,23 @@ def test_a_thread_count_changed_between_forward_and_backward(split_over):
     split_over(3)  # three threads now, two pieces: 96 rows would make three shares
     model.backward(loss.backward(), input_grad=False)
     for g, e in zip([p.grad for p in model.parameters()], expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+
+
+def test_teams_that_run_one_after_the_other_do_not_wait_for_each_other(split_over, monkeypatch):
+    """Should the thread count drop just as a backward hands out its teams, they run one
+    after the other on one thread: the first cannot see the second's (x, δ) yet, so its
+    share of the dense rows is left to the caller, and nothing waits for what has not run."""
+    import convlens.nn.sequential as sequential
+
+    rng = np.random.default_rng(13)
+    x, y = rng.standard_normal((16, 8)), rng.integers(0, 3, 16)
+    nn.manual_seed(6)
+    model = nn.Sequential(nn.Dense(8, 96), nn.ReLU(), nn.Dense(96, 3)).astype(np.float64)
+    split_over(1)
+    expected = grads_after(model, x, y, input_grad=False)
+    split_over(2)
+    monkeypatch.setattr(sequential, "run_side_by_side", lambda tasks: [task() for task in tasks])
+    got = grads_after(model, x, y, input_grad=False)
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)

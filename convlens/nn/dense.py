@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from functools import partial
 from math import prod
 from typing import Any
@@ -127,19 +126,16 @@ class Dense(Layer):
         return dy @ self.weight.data
 
     #: Set by :class:`Sequential` while the pieces of a batch split over threads run back:
-    #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed (and
-    #: ``stashed``, if given, is set then), and :meth:`whole_batch_grads` computes the
-    #: whole batch's at once, its rows shared out over the threads.
+    #: the piece's ``(x, dy)`` is kept instead of its weight gradient being computed, and
+    #: :meth:`whole_batch_grads` computes the whole batch's at once, its rows shared out
+    #: over the threads.
     defer_parameter_grads = False
-    stashed: threading.Event | None = None
 
     def backward_parameters(self, dy: np.ndarray) -> None:
         x, y_shape = self._saved()
         self._check_grad_shape(dy, y_shape)
         if self.defer_parameter_grads:
             self._deferred = (x, dy)
-            if self.stashed is not None:
-                self.stashed.set()
             return
         self._add_parameter_grads(x, dy, [slice(0, self.out_features)])
 

@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from math import prod
@@ -74,28 +73,21 @@ def _back_team(
     team: Sequence[int],
     dy: np.ndarray,
     input_grad: bool,
-    stashed: Sequence[threading.Event],
-    failed: list[bool],
+    all_kept: Callable[[], bool],
     dense: Sequence[Callable[[], None]],
-) -> list[np.ndarray | None]:
+) -> tuple[list[np.ndarray | None], bool]:
     """One thread's part of a split backward: the runs ``team`` back through their layers,
-    then, once every piece has kept its dense layers' (x, δ), this thread's share of their
-    whole-batch gradients (``dense``). Waiting there costs nothing in practice: a piece
-    keeps them near the start of its backward, the dense layers being near the top."""
-    try:
-        results = [_backward(runs[k][0], dy[runs[k][1]], input_grad) for k in team]
-    except BaseException:
-        failed.append(True)
-        raise
-    finally:
-        for k in team:
-            stashed[k].set()  # also after an error: no other thread may wait for it forever
-    for event in stashed:
-        event.wait()
-    if not failed:
-        for share in dense:
-            share()
-    return results
+    then this thread's share of the dense layers' whole-batch gradients (``dense``) if
+    every piece has kept its (x, δ) by then, as it has in practice: a piece keeps them near
+    the start of its backward, the dense layers being near the top. Returns the runs'
+    results and whether the share was done; the caller does it otherwise. Nothing waits,
+    so the teams may even run one after the other (a thread count lowered meanwhile)."""
+    results = [_backward(runs[k][0], dy[runs[k][1]], input_grad) for k in team]
+    if not all_kept():
+        return results, False
+    for share in dense:
+        share()
+    return results, True
 
 
 def _input_gradient(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
@@ -216,18 +208,15 @@ class Sequential(Layer):
         # each thread then computes a share of the rows after its pieces.
         whole = [i for i, layer in enumerate(self.layers) if hasattr(layer, "whole_batch_grads")]
         teams = [list(range(len(runs)))[share] for share in pieces(len(runs), 1)]
-        stashed = [threading.Event() for _ in runs]
         targets = {i: self.layers[i].weight.gradient_target() for i in whole}
         rows = {  # one share per team (not per thread now: the count may change meanwhile)
             i: even_slices(size, max(1, min(len(teams), size // MIN_ROWS)))
             for i in whole
             for size in [self.layers[i].out_features]
         }
-        for (layers, _), event in zip(runs, stashed, strict=True):
+        for layers, _ in runs:
             for i in whole:
                 layers[i].defer_parameter_grads = True
-            if whole:
-                layers[whole[0]].stashed = event  # the last of them that backward passes
         dense = [
             [
                 partial(
@@ -242,13 +231,19 @@ class Sequential(Layer):
             ]
             for share in range(len(teams))
         ]
-        failed: list[bool] = []
+
+        def all_kept() -> bool:  # the last dense layer a piece's backward passes has kept
+            return all("_deferred" in layers[i].__dict__ for layers, _ in runs for i in whole[:1])
+
         tasks = [
-            partial(_back_team, runs, team, dy, input_grad, stashed, failed, dense[share])
+            partial(_back_team, runs, team, dy, input_grad, all_kept, dense[share])
             for share, team in enumerate(teams)
         ]
         try:
-            results = [result for team in run_side_by_side(tasks) for result in team]
+            outcomes = run_side_by_side(tasks)
+            for (_, done), shares in zip(outcomes, dense, strict=True):
+                for share in [] if done else shares:
+                    share()
         except BaseException:
             for i in whole:
                 if targets[i][1]:  # it was zero: written in part at most, so zero again
@@ -257,8 +252,9 @@ class Sequential(Layer):
         finally:
             for layers, _ in runs:
                 for i in whole:
-                    for name in ("defer_parameter_grads", "stashed", "_deferred"):
+                    for name in ("defer_parameter_grads", "_deferred"):
                         layers[i].__dict__.pop(name, None)
+        results = [result for team, _ in outcomes for result in team]
         for twins, _ in runs[1:]:
             for i, (layer, twin) in enumerate(zip(self.layers, twins, strict=True)):
                 if i in whole:
