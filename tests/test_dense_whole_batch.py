@@ -29,6 +29,20 @@ def grads_after(model: nn.Sequential, x, y, input_grad: bool, backwards: int = 1
     return [p.grad.copy() for p in model.parameters()]
 
 
+def assert_same(got: list[np.ndarray], expected: list[np.ndarray]) -> None:
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+
+
+def wide_dense_net(seed: int):
+    """16 samples through 96 dense rows: three shares' worth on three threads."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((16, 8)), rng.integers(0, 3, 16)
+    nn.manual_seed(seed)
+    model = nn.Sequential(nn.Dense(8, 96), nn.ReLU(), nn.Dense(96, 3)).astype(np.float64)
+    return model, x, y
+
+
 @pytest.mark.parametrize("pieces", [2, 3])
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_split_dense_gradients_equal_one_thread(split_over, pieces, input_grad):
@@ -43,8 +57,7 @@ def test_split_dense_gradients_equal_one_thread(split_over, pieces, input_grad):
     expected = grads_after(model, x, y, input_grad, backwards=2)
     split_over(pieces)
     got = grads_after(model, x, y, input_grad, backwards=2)  # accumulates, as one thread does
-    for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+    assert_same(got, expected)
     assert model._twins  # the batch was split
     for twins in model._twins:
         for layer in twins:
@@ -63,8 +76,7 @@ def test_a_dense_first_layer_defers_too(split_over):
     expected = grads_after(model, x, y, input_grad=False)
     split_over(2)
     got = grads_after(model, x, y, input_grad=False)
-    for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+    assert_same(got, expected)
 
 
 def test_several_pieces_on_each_thread(split_over, monkeypatch):
@@ -82,8 +94,7 @@ def test_several_pieces_on_each_thread(split_over, monkeypatch):
     monkeypatch.setattr(threads, "PIECE_BYTES", 5 * 72 * 8)  # 5 samples of 72 float64 values
     got = grads_after(model, x, y, input_grad=True)
     assert len(model._twins) == 7  # eight pieces of five samples, four on each thread
-    for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+    assert_same(got, expected)
 
 
 class FailsOnHugeInput(Layer):
@@ -130,10 +141,7 @@ def test_an_error_in_one_piece_is_raised_as_it_is(split_over, where):
 def test_a_thread_count_changed_between_forward_and_backward(split_over):
     """The dense rows are shared out over the threads the backward really uses (one share
     per team of pieces), not over a thread count set since: no rows are left out."""
-    rng = np.random.default_rng(11)
-    x, y = rng.standard_normal((16, 8)), rng.integers(0, 3, 16)
-    nn.manual_seed(5)
-    model = nn.Sequential(nn.Dense(8, 96), nn.ReLU(), nn.Dense(96, 3)).astype(np.float64)
+    model, x, y = wide_dense_net(11)
     split_over(1)
     expected = grads_after(model, x, y, input_grad=False)
     split_over(2)
@@ -144,8 +152,7 @@ def test_a_thread_count_changed_between_forward_and_backward(split_over):
     loss.forward(model.forward(x), y)  # two pieces
     split_over(3)  # three threads now, two pieces: 96 rows would make three shares
     model.backward(loss.backward(), input_grad=False)
-    for g, e in zip([p.grad for p in model.parameters()], expected, strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+    assert_same([p.grad for p in model.parameters()], expected)
 
 
 def test_teams_that_run_one_after_the_other_do_not_wait_for_each_other(split_over, monkeypatch):
@@ -154,14 +161,10 @@ def test_teams_that_run_one_after_the_other_do_not_wait_for_each_other(split_ove
     share of the dense rows is left to the caller, and nothing waits for what has not run."""
     import convlens.nn.sequential as sequential
 
-    rng = np.random.default_rng(13)
-    x, y = rng.standard_normal((16, 8)), rng.integers(0, 3, 16)
-    nn.manual_seed(6)
-    model = nn.Sequential(nn.Dense(8, 96), nn.ReLU(), nn.Dense(96, 3)).astype(np.float64)
+    model, x, y = wide_dense_net(13)
     split_over(1)
     expected = grads_after(model, x, y, input_grad=False)
     split_over(2)
     monkeypatch.setattr(sequential, "run_side_by_side", lambda tasks: [task() for task in tasks])
     got = grads_after(model, x, y, input_grad=False)
-    for g, e in zip(got, expected, strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+    assert_same(got, expected)
