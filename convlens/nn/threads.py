@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import copy_context
 from functools import partial
-from itertools import pairwise
+from itertools import pairwise, product
 from typing import TypeVar
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import LibController, ThreadpoolController
 
 R = TypeVar("R")
 
@@ -72,7 +72,7 @@ _num_threads = _default_count()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()  # shares waiting for a worker thread
 _workers_started = 0  # worker threads serving _jobs (they never stop: idle, they just wait)
 _starting = threading.Lock()  # held while workers are started
-_blas: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
+_blas: list | None = None  # (read, set) thread-count functions of the loaded BLAS libraries
 _blas_lock = threading.Lock()  # held while the BLAS thread limit is set or restored
 _blas_holders = 0  # threads inside one_blas_thread() now
 _blas_before: list[int] = []  # the BLAS thread counts to restore when the last one leaves
@@ -217,24 +217,23 @@ def _serve(jobs: queue.SimpleQueue) -> None:
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """BLAS on one thread meanwhile: its threads, left spinning after a call, would take the
-    cores from the batch pieces that run next. The BLAS libraries are found once, on first
-    use (threadpoolctl's ``limit`` looks for them again on every call: 20 µs against 3).
+    cores from the batch pieces that run next.
 
     OpenBLAS has one pool of threads for the whole process, so the limit is too: the first
-    of several threads inside at once sets it, the last one out restores it. threadpoolctl
-    lets only one thread (the first that set a limit, usually the main one) size OpenBLAS's
-    pool and silently ignores the others; where it ignores this one, this one takes the role
-    for the moment. From a live-training session's own thread the limit was ignored,
-    OpenBLAS's threads spun beside the pieces, and the MNIST net's step took 1.4-1.6× as
-    long as on the main thread.
+    of several threads inside at once sets it, the last one out restores it. The BLAS
+    libraries are found once, on first use, and OpenBLAS (built on pthreads) is sized
+    through its own ``openblas_set_num_threads``, from whichever thread is here
+    (:func:`_thread_count_controls`).
     """
     global _blas, _blas_before, _blas_holders
     with _blas_lock:
         if _blas is None:
-            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+            libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            _blas = [_thread_count_controls(library) for library in libraries]
         if _blas_holders == 0:
-            _blas_before = [library.num_threads for library in _blas]
-            _set_blas_threads([1] * len(_blas))
+            _blas_before = [get() for get, _ in _blas]
+            for _, set_count in _blas:
+                set_count(1)
         _blas_holders += 1
     try:
         yield
@@ -242,21 +241,31 @@ def one_blas_thread() -> Iterator[None]:
         with _blas_lock:
             _blas_holders -= 1
             if _blas_holders == 0:
-                _set_blas_threads(_blas_before)
+                for (_, set_count), count in zip(_blas, _blas_before, strict=True):
+                    set_count(count)
 
 
-def _set_blas_threads(counts: list[int]) -> None:
-    """Each BLAS library's thread count, set from this thread (see :func:`one_blas_thread`);
-    any thread may set it after, as before."""
-    for library, count in zip(_blas or [], counts, strict=True):
-        library.set_num_threads(count)
-        control = getattr(type(library), "clear_controlling_thread", None)
-        if control is None:  # not threadpoolctl ≥ 3.6 with OpenBLAS's own threads
-            continue
-        if library.num_threads != count:  # ignored: another thread holds the role
-            control(force=True)
-            library.set_num_threads(count)
-        control()  # let go (if this thread holds it): the next thread to set a limit takes it
+def _thread_count_controls(
+    library: LibController,
+) -> tuple[Callable[[], int], Callable[[int], object]]:
+    """How to read and set one BLAS library's thread count from any thread.
+
+    For OpenBLAS on pthreads, its own C functions, called directly: threadpoolctl (3.6+)
+    lets only one thread size that pool (the first that set a limit, usually the main one)
+    and silently ignores the others. From a live-training session's own thread the limit
+    was ignored, OpenBLAS's threads spun beside the pieces, and the MNIST net's step took
+    1.4-1.6× as long as on the main thread. Taking threadpoolctl's role for a moment and
+    giving it back cost 19 µs a split where the C calls take 5, and the MNIST net's
+    training step at batch 32 took 0.94× the time without it (alternating processes).
+    Other libraries (an OpenMP build, MKL, BLIS) go through threadpoolctl as usual.
+    """
+    if library.internal_api == "openblas" and library.threading_layer == "pthreads":
+        for prefix, suffix in product(("", "scipy_"), ("", "64_", "_64")):  # as threadpoolctl
+            get = getattr(library.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            set_count = getattr(library.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and set_count is not None:
+                return get, set_count
+    return (lambda: library.num_threads), library.set_num_threads
 
 
 def _forget_workers() -> None:
