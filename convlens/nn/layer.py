@@ -209,13 +209,18 @@ class Layer:
         """
         if type(previous) is not type(self):
             previous = None
-        mine = {} if previous is None else dict(previous.named_parameters())
         twin = copy.copy(self) if previous is None else previous
+        mine = [getattr(twin, name) if previous else None for name in self.param_names]
         twin.__dict__.update(self.__dict__)  # the settings as they are now
         twin._cache = None
-        for name, p in self.named_parameters():
-            own = mine.get(name) or Parameter(p.data, p.name)
-            own.data = p.data  # shared values; a new shape or dtype gets a new gradient
+        for name, own in zip(self.param_names, mine, strict=True):
+            p = getattr(self, name)
+            if p is None:
+                continue
+            if own is None:
+                own = Parameter(p.data, p.name)
+            elif own.data is not p.data:
+                own.data = p.data  # shared values; a new shape or dtype gets a new gradient
             setattr(twin, name, own)
         return twin
 
