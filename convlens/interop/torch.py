@@ -207,7 +207,16 @@ def from_torch(
     layers: list[nn.Layer] = []
     current = shape
     pad = None  # (position, module) of a ZeroPad2d / ConstantPad2d waiting for its layer
+    weighted: dict[int, str] = {}  # id → first position of each module with parameters
     for where, child in _leaves(module, "", torch):
+        if any(True for _ in child.parameters()):
+            if id(child) in weighted:
+                raise ValueError(
+                    f"from_torch: layer '{where}' ({type(child).__name__}) is the same module "
+                    f"as layer '{weighted[id(child)]}': shared weights are not supported, as "
+                    "each convlens layer holds its own"
+                )
+            weighted[id(child)] = where
         try:
             if isinstance(child, torch.nn.ZeroPad2d | torch.nn.ConstantPad2d):
                 if pad is not None:
@@ -278,8 +287,10 @@ def _is_sequential(module: Any, torch: Any) -> bool:
 
 
 def _leaves(module: Any, prefix: str, torch: Any):
-    """``(position, module)`` for each module of a Sequential, nested ones flattened."""
-    for name, child in module.named_children():
+    """``(position, module)`` for each module of a Sequential, nested ones flattened: every
+    position, as the Sequential's forward runs them (``named_children`` lists a module used
+    at two positions once, so a reused ReLU went missing)."""
+    for name, child in module._modules.items():
         where = f"{prefix}{name}"
         if _is_sequential(child, torch):
             yield from _leaves(child, f"{where}.", torch)

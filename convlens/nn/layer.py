@@ -210,7 +210,7 @@ class Layer:
         if type(previous) is not type(self):
             previous = None
         twin = copy.copy(self) if previous is None else previous
-        mine = [getattr(twin, name) if previous else None for name in self.param_names]
+        mine = [None if previous is None else getattr(twin, name) for name in self.param_names]
         twin.__dict__.update(self.__dict__)  # the settings as they are now
         twin._cache = None
         for name, own in zip(self.param_names, mine, strict=True):
