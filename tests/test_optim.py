@@ -76,6 +76,9 @@ def test_optimizer_argument_errors():
         nn.SGD(p, 0.1, nesterov=True)
     with pytest.raises(ValueError, match="betas"):
         nn.Adam(p, betas=(0.9, 1.0))
+    model = nn.Sequential(nn.Dense(3, 2))
+    with pytest.raises(ValueError, match=r"parameter 2 \(weight, shape \(2, 3\)\) is parameter 0"):
+        nn.SGD(model.parameters() * 2, 0.1)
 
 
 @pytest.mark.parametrize(

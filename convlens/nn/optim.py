@@ -41,6 +41,14 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        first: dict[int, int] = {}
+        for i, p in enumerate(self.params):
+            if first.setdefault(id(p), i) != i:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {i} ({p.name or 'unnamed'}, shape "
+                    f"{p.shape}) is parameter {first[id(p)]} again, and would be updated "
+                    "twice a step"
+                )
         if not lr >= 0:
             raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {lr}")
         self.lr = float(lr)
