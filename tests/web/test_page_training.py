@@ -238,6 +238,13 @@ def test_reset_returns_to_the_served_model(page, shot, server):
     shot(page, "training-reset")
 
 
+def test_the_empty_loss_chart_has_a_round_axis(page):
+    """Before any step the loss axis spans 0-1; it was 0-1e-6, labelled "0.000001" and "5e-7"."""
+    open_panel(page)
+    labels = page.locator("#tr-loss .tr-axis text:not(.tr-axis-title)").all_text_contents()
+    assert "0.5" in labels and not any("e" in label or "0.00" in label for label in labels)
+
+
 def test_without_a_fitting_dataset_the_panel_says_why(page):
     message = "Training is not available for this model: no known dataset has 1×8×8 images."
     answer = {"datasets": [], "default": None, "message": message, "limit": 4, "active": 0}

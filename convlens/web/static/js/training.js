@@ -56,7 +56,8 @@ function drawChart(element, { name, key, percent, history, validation }) {
   const steps = history.length ? history[history.length - 1].step : 0;
   const x = ticks(Math.max(10, steps, ...validation.map((v) => v.step)));
   const values = [...history.map((e) => e[key]), ...validation.map((e) => e[key])].filter(Number.isFinite);
-  const y = percent ? { values: [0, 0.25, 0.5, 0.75, 1], top: 1 } : ticks(Math.max(1e-6, ...values), 4);
+  // before any step, a loss axis of 0–1 (not 0–1e-6, whose ticks read "0.000001" and "5e-7")
+  const y = percent ? { values: [0, 0.25, 0.5, 0.75, 1], top: 1 } : ticks(values.length ? Math.max(1e-6, ...values) : 1, 4);
   const px = (step) => left + ((width - left - right) * step) / x.top;
   const py = (value) => top + (height - top - bottom) * (1 - Math.min(1, value / y.top));
   const label = (v) => (percent ? `${Math.round(100 * v)} %` : fmt(v, 3));
