@@ -163,6 +163,63 @@ def test_callers_on_several_threads_each_get_their_own_results(split_over):
         assert all(callers.map(many_calls, range(len(models))))
 
 
+def counting_spins(monkeypatch) -> list[str]:
+    """Wrap the spin lock functions; the returned list records each lock and unlock."""
+    if threads._spin_lock is None:
+        pytest.skip("no pthread spin locks in this C library: callers always sleep")
+    init, lock, unlock = threads._spin_lock
+    calls: list[str] = []
+    wrapped = (
+        init,
+        lambda ref: calls.append("lock") or lock(ref),
+        lambda ref: calls.append("unlock") or unlock(ref),
+    )
+    monkeypatch.setattr(threads, "_spin_lock", wrapped)
+    return calls
+
+
+def test_a_caller_spins_while_a_started_share_runs_and_gets_its_results(split_over, monkeypatch):
+    """The caller finishes first and waits for the slower share by spinning (on Linux):
+    once per share after it has started. Results and errors arrive in order."""
+    calls = counting_spins(monkeypatch)
+    split_over(2)
+    started = threading.Event()
+
+    def slow() -> str:
+        started.set()
+        threading.Event().wait(0.05)
+        return threading.current_thread().name
+
+    def fast() -> str:
+        started.wait(10)  # the other share has been taken: the caller will spin for it
+        return threading.current_thread().name
+
+    caller, worker = threads.run_side_by_side([fast, slow])
+    assert caller == "MainThread" and worker.startswith("convlens-")
+    # locked at construction; the caller spins on it until the worker unlocks it
+    assert calls == ["lock", "lock", "unlock"]
+
+    def fails() -> None:
+        started.wait(10)
+        raise KeyError("in the worker")
+
+    started.clear()
+    with pytest.raises(KeyError, match="in the worker"):
+        threads.run_side_by_side([lambda: started.set(), fails])
+
+
+def test_a_caller_sleeps_while_another_split_runs(split_over, monkeypatch):
+    """Two splits at once (live-training sessions share the workers): spinning would take
+    a core from the other one's work, so the callers sleep."""
+    calls = counting_spins(monkeypatch)
+    split_over(2)
+    monkeypatch.setattr(threads, "_blas_holders", 1)  # as if another caller were splitting
+    taken = threading.Event()
+    results = threads.run_side_by_side([lambda: taken.wait(10), lambda: taken.set() or 2])
+    assert results == [True, 2]
+    assert calls == ["lock", "unlock"]  # no spinning lock by the caller
+
+
 def test_blas_threads_are_restored_after_a_split(split_over):
     blas = ThreadpoolController().select(user_api="blas")
     before = [library.num_threads for library in blas.lib_controllers]

@@ -24,6 +24,8 @@ results that do not depend on the core count either.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import queue
 import threading
@@ -74,7 +76,7 @@ _workers_started = 0  # worker threads serving _jobs (they never stop: idle, the
 _starting = threading.Lock()  # held while workers are started
 _blas: list | None = None  # (read, set) thread-count functions of the loaded BLAS libraries
 _blas_lock = threading.Lock()  # held while the BLAS thread limit is set or restored
-_blas_holders = 0  # threads inside one_blas_thread() now
+_blas_holders = 0  # threads inside one_blas_thread() now: the splits running
 _blas_before: list[int] = []  # the BLAS thread counts to restore when the last one leaves
 _local = threading.local()  # .busy: this thread is running a piece already
 
@@ -172,19 +174,83 @@ def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
     if len(shares) < 2:
         return [task() for task in tasks]
     jobs = _workers()
-    done: queue.SimpleQueue = queue.SimpleQueue()  # (share index, ok, results or error)
+    handbacks = [_Handback() for _ in shares[1:]]
     with one_blas_thread():
-        for index, share in enumerate(shares[1:], 1):
+        for share, handback in zip(shares[1:], handbacks, strict=True):
             # each share runs in a copy of the caller's context: np.errstate and the like
-            jobs.put((index, copy_context(), share, done))
+            jobs.put((copy_context(), share, handback))
         try:
             first = _as_pieces(shares[0])
         finally:
-            finished = sorted((done.get() for _ in shares[1:]), key=lambda item: item[0])
-    for _, ok, outcome in finished:
+            finished = [handback.wait() for handback in handbacks]
+    for ok, outcome in finished:
         if not ok:
             raise outcome
-    return [*first, *(result for _, _, results in finished for result in results)]
+    return [*first, *(result for _, results in finished for result in results)]
+
+
+def _spin_lock_functions() -> tuple[Callable[..., int], ...] | None:
+    """``pthread_spin_init``, ``_lock`` and ``_unlock`` through ctypes (which lets go of the
+    interpreter lock during each call), or None where the C library has none (macOS,
+    Windows)."""
+    for name in ("c", "pthread"):  # glibc 2.34+ has them in libc, older ones in libpthread
+        path = ctypes.util.find_library(name)
+        try:
+            library = ctypes.CDLL(path) if path else None
+        except OSError:
+            continue
+        names = ("pthread_spin_init", "pthread_spin_lock", "pthread_spin_unlock")
+        if library is not None and all(hasattr(library, f) for f in names):
+            return tuple(getattr(library, f) for f in names)
+    return None
+
+
+_spin_lock = _spin_lock_functions()
+
+
+class _Handback:
+    """Where a worker thread hands a share's outcome back to the caller, who waits for it.
+
+    A caller waits by spinning, as OpenMP's threads do at a barrier, while the share runs:
+    on a spin lock the worker releases when it is done, in a ctypes call, so without the
+    interpreter lock. A thread that sleeps on a lock instead woke 30-80 µs after its
+    release on this 2-core VM, and a training step waits three times (forward, backward,
+    optimizer). Alternating blocks of steps in one process, the MNIST net's step took
+    0.92-1.0× the time at batch 32 and 0.93-0.94× at 128, Tiny VGG's 0.98×.
+
+    The caller sleeps as before where spinning would take a core from work: before the
+    worker has taken the share, and while another split runs in this process (a class's
+    live-training sessions share the worker threads). Where the C library has no spin
+    locks (macOS, Windows), it always sleeps.
+    """
+
+    __slots__ = ("_done", "_spin", "outcome", "started")
+
+    def __init__(self) -> None:
+        self.started = False  # set by the worker thread that took the share
+        self.outcome: tuple[bool, object] | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._spin = ctypes.c_int() if _spin_lock else None  # glibc's pthread_spinlock_t
+        if _spin_lock:
+            init, lock, _ = _spin_lock
+            init(ctypes.byref(self._spin), 0)  # 0: PTHREAD_PROCESS_PRIVATE
+            lock(ctypes.byref(self._spin))
+
+    def put(self, ok: bool, outcome: object) -> None:
+        """The worker's side: the outcome is in (the spin lock is released last, so a
+        caller that spun finds the lock free)."""
+        self.outcome = (ok, outcome)
+        self._done.release()
+        if _spin_lock:
+            _spin_lock[2](ctypes.byref(self._spin))
+
+    def wait(self) -> tuple[bool, object]:
+        """The caller's side: ``(ok, results or error)`` once the share is done."""
+        if self.started and _spin_lock and _blas_holders == 1:  # the only split running
+            _spin_lock[1](ctypes.byref(self._spin))
+        self._done.acquire()
+        return self.outcome  # type: ignore[return-value]
 
 
 def _workers() -> queue.SimpleQueue:
@@ -207,11 +273,14 @@ def _workers() -> queue.SimpleQueue:
 def _serve(jobs: queue.SimpleQueue) -> None:
     """A worker thread: run shares, for good."""
     while True:
-        index, context, share, done = jobs.get()
+        context, share, handback = jobs.get()
+        handback.started = True
         try:
-            done.put((index, True, context.run(_as_pieces, share)))
+            results = context.run(_as_pieces, share)
         except BaseException as error:  # handed to the caller, which raises it
-            done.put((index, False, error))
+            handback.put(False, error)
+        else:
+            handback.put(True, results)
 
 
 @contextmanager
