@@ -177,15 +177,29 @@ def _blocks(n_samples: int, sample_bytes: int):
     return [slice(start, start + step) for start in range(0, n_samples, step)]
 
 
-def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int) -> bool:
-    """Whether :func:`correlate` at stride 1 pays for using the kernel row by row.
+#: :func:`correlate` uses the kernel row by row only where the whole im2col matrix would
+#: take at least this many bytes (see :func:`_by_kernel_rows`).
+ROWS_MIN_BYTES = 2**19
+
+
+def _by_kernel_rows(in_channels: int, out_channels: int, kernel_width: int, im2col_bytes: int):
+    """Whether :func:`correlate` at stride 1 pays for using the kernel row by row, given
+    the bytes the whole im2col matrix of the call would take.
 
     Measured at batch 16 with 3×3 kernels (time by rows / time whole): it pays where the
     whole product's M = O is at most 16 and its K per kernel row, C·kw, is at least 3·O —
     0.82 at C = O = 10 (Tiny VGG), 0.88 at 64 → 16 — and costs where O is larger
-    (1.19 at 64 → 64) or C·kw small (1.25 at 3 → 10, 2.3 at 1 → 16).
+    (1.19 at 64 → 64) or C·kw small (1.25 at 3 → 10, 2.3 at 1 → 16). Where the whole
+    im2col matrix is small enough to stay in the cache, the kh shifted adds cost more
+    than the smaller gather saves: for one image, Tiny VGG's 10 → 10 convs on 30×30 took
+    1.47× as long by rows (302 kB of im2col), 1.07 on 38×38 (492 kB), 0.96 on 46×46
+    (729 kB) and 0.70 on 62×62; 16 → 16 on 30×30 1.10 (484 kB), 32 → 16 0.82 (968 kB).
     """
-    return out_channels <= 16 and in_channels * kernel_width >= 3 * out_channels
+    return (
+        out_channels <= 16
+        and in_channels * kernel_width >= 3 * out_channels
+        and im2col_bytes >= ROWS_MIN_BYTES
+    )
 
 
 def correlate(
@@ -211,7 +225,8 @@ def correlate(
     VGG's second conv forward: 3.2 → 2.6 ms at batch 16); see :func:`_by_kernel_rows`.
     """
     O, C, kh, kw = kernel.shape
-    taps = kh if stride == (1, 1) and _by_kernel_rows(C, O, kw) else 1
+    im2col_bytes = len(xp) * C * kh * kw * out[0] * out[1] * xp.itemsize
+    taps = kh if stride == (1, 1) and _by_kernel_rows(C, O, kw, im2col_bytes) else 1
     # Whole padded rows (width Wp) make the gather one long copy per row of cols, but the
     # output then carries Wp − W' wrapped columns per row and is copied once more to drop
     # them. That pays where cols are the bigger matrix, K = C·kh·kw > O; a first layer
