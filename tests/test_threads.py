@@ -183,6 +183,7 @@ def test_a_caller_spins_while_a_started_share_runs_and_gets_its_results(split_ov
     once per share after it has started. Results and errors arrive in order."""
     calls = counting_spins(monkeypatch)
     split_over(2)
+    monkeypatch.setattr(threads, "_cores", 2)  # a core for each thread, on any machine
     started = threading.Event()
 
     def slow() -> str:
@@ -208,12 +209,18 @@ def test_a_caller_spins_while_a_started_share_runs_and_gets_its_results(split_ov
         threads.run_side_by_side([lambda: started.set(), fails])
 
 
-def test_a_caller_sleeps_while_another_split_runs(split_over, monkeypatch):
-    """Two splits at once (live-training sessions share the workers): spinning would take
-    a core from the other one's work, so the callers sleep."""
+@pytest.mark.parametrize("crowded", ["another split", "more threads than cores"])
+def test_a_caller_sleeps_where_spinning_would_take_a_core_from_work(
+    crowded, split_over, monkeypatch
+):
+    """Two splits at once (live-training sessions share the workers), or more threads set
+    than there are cores: spinning would take a core from other work, so callers sleep."""
     calls = counting_spins(monkeypatch)
     split_over(2)
-    monkeypatch.setattr(threads, "_blas_holders", 1)  # as if another caller were splitting
+    if crowded == "another split":
+        monkeypatch.setattr(threads, "_blas_holders", 1)  # as if another caller were inside
+    else:
+        monkeypatch.setattr(threads, "_cores", 1)
     taken = threading.Event()
     results = threads.run_side_by_side([lambda: taken.wait(10), lambda: taken.set() or 2])
     assert results == [True, 2]

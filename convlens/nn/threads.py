@@ -57,6 +57,14 @@ PIECE_BYTES = 5 * 2**19
 MIN_VALUES = 2**17
 
 
+def _usable_cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def _default_count() -> int:
     """``CONVLENS_NUM_THREADS`` if set, else the CPU cores this process may use."""
     setting = os.environ.get("CONVLENS_NUM_THREADS", "").strip()
@@ -64,12 +72,10 @@ def _default_count() -> int:
         if not setting.isdigit() or int(setting) < 1:
             raise ValueError(f"CONVLENS_NUM_THREADS must be an integer >= 1, got {setting!r}")
         return int(setting)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return _usable_cores()
 
 
+_cores = _usable_cores()
 _num_threads = _default_count()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()  # shares waiting for a worker thread
 _workers_started = 0  # worker threads serving _jobs (they never stop: idle, they just wait)
@@ -219,9 +225,10 @@ class _Handback:
     0.92-1.0× the time at batch 32 and 0.93-0.94× at 128, Tiny VGG's 0.98×.
 
     The caller sleeps as before where spinning would take a core from work: before the
-    worker has taken the share, and while another split runs in this process (a class's
-    live-training sessions share the worker threads). Where the C library has no spin
-    locks (macOS, Windows), it always sleeps.
+    worker has taken the share, while another split runs in this process (a class's
+    live-training sessions share the worker threads), and when more threads are set than
+    the process has cores. Where the C library has no spin locks (macOS, Windows), it
+    always sleeps.
     """
 
     __slots__ = ("_done", "_spin", "outcome", "started")
@@ -247,8 +254,8 @@ class _Handback:
 
     def wait(self) -> tuple[bool, object]:
         """The caller's side: ``(ok, results or error)`` once the share is done."""
-        if self.started and _spin_lock and _blas_holders == 1:  # the only split running
-            _spin_lock[1](ctypes.byref(self._spin))
+        if self.started and _spin_lock and _blas_holders == 1 and _num_threads <= _cores:
+            _spin_lock[1](ctypes.byref(self._spin))  # the only split, a core for each thread
         self._done.acquire()
         return self.outcome  # type: ignore[return-value]
 
