@@ -167,14 +167,13 @@ def counting_spins(monkeypatch) -> list[str]:
     """Wrap the spin lock functions; the returned list records each lock and unlock."""
     if threads._spin_lock is None:
         pytest.skip("no pthread spin locks in this C library: callers always sleep")
-    init, lock, unlock = threads._spin_lock
+    real = threads._spin_lock
     calls: list[str] = []
-    wrapped = (
-        init,
-        lambda ref: calls.append("lock") or lock(ref),
-        lambda ref: calls.append("unlock") or unlock(ref),
+    counted = real._replace(
+        lock=lambda ref: calls.append("lock") or real.lock(ref),
+        unlock=lambda ref: calls.append("unlock") or real.unlock(ref),
     )
-    monkeypatch.setattr(threads, "_spin_lock", wrapped)
+    monkeypatch.setattr(threads, "_spin_lock", counted)
     return calls
 
 

@@ -25,7 +25,6 @@ results that do not depend on the core count either.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import queue
 import threading
@@ -34,7 +33,7 @@ from contextlib import contextmanager
 from contextvars import copy_context
 from functools import partial
 from itertools import pairwise, product
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from threadpoolctl import LibController, ThreadpoolController
@@ -195,23 +194,28 @@ def run_side_by_side(tasks: Sequence[Callable[[], R]]) -> list[R]:
     return [*first, *(result for _, results in finished for result in results)]
 
 
-def _spin_lock_functions() -> tuple[Callable[..., int], ...] | None:
-    """``pthread_spin_init``, ``_lock`` and ``_unlock`` through ctypes (which lets go of the
-    interpreter lock during each call), or None where the C library has none (macOS,
-    Windows)."""
-    for name in ("c", "pthread"):  # glibc 2.34+ has them in libc, older ones in libpthread
-        path = ctypes.util.find_library(name)
-        try:
-            library = ctypes.CDLL(path) if path else None
-        except OSError:
-            continue
-        names = ("pthread_spin_init", "pthread_spin_lock", "pthread_spin_unlock")
-        if library is not None and all(hasattr(library, f) for f in names):
-            return tuple(getattr(library, f) for f in names)
-    return None
+class _SpinLockCalls(NamedTuple):
+    """glibc's ``pthread_spin_init``, ``pthread_spin_lock`` and ``pthread_spin_unlock``
+    through ctypes, which lets go of the interpreter lock during each call."""
+
+    init: Callable[..., int]
+    lock: Callable[..., int]
+    unlock: Callable[..., int]
 
 
-_spin_lock = _spin_lock_functions()
+def _spin_lock_calls() -> _SpinLockCalls | None:
+    """The C library's spin lock functions, looked up among the symbols this process has
+    loaded; None where there are none (macOS, Windows)."""
+    try:
+        process = ctypes.CDLL(None)
+        return _SpinLockCalls(
+            process.pthread_spin_init, process.pthread_spin_lock, process.pthread_spin_unlock
+        )
+    except (AttributeError, OSError, TypeError):  # no such symbol, or no CDLL(None)
+        return None
+
+
+_spin_lock = _spin_lock_calls()
 
 
 class _Handback:
@@ -238,11 +242,10 @@ class _Handback:
         self.outcome: tuple[bool, object] | None = None
         self._done = threading.Lock()
         self._done.acquire()
-        self._spin = ctypes.c_int() if _spin_lock else None  # glibc's pthread_spinlock_t
+        self._spin = ctypes.c_int()  # a pthread_spinlock_t
         if _spin_lock:
-            init, lock, _ = _spin_lock
-            init(ctypes.byref(self._spin), 0)  # 0: PTHREAD_PROCESS_PRIVATE
-            lock(ctypes.byref(self._spin))
+            _spin_lock.init(ctypes.byref(self._spin), 0)  # 0: PTHREAD_PROCESS_PRIVATE
+            _spin_lock.lock(ctypes.byref(self._spin))
 
     def put(self, ok: bool, outcome: object) -> None:
         """The worker's side: the outcome is in (the spin lock is released last, so a
@@ -250,12 +253,12 @@ class _Handback:
         self.outcome = (ok, outcome)
         self._done.release()
         if _spin_lock:
-            _spin_lock[2](ctypes.byref(self._spin))
+            _spin_lock.unlock(ctypes.byref(self._spin))
 
     def wait(self) -> tuple[bool, object]:
         """The caller's side: ``(ok, results or error)`` once the share is done."""
         if self.started and _spin_lock and _blas_holders == 1 and _num_threads <= _cores:
-            _spin_lock[1](ctypes.byref(self._spin))  # the only split, a core for each thread
+            _spin_lock.lock(ctypes.byref(self._spin))  # the only split, a core for each thread
         self._done.acquire()
         return self.outcome  # type: ignore[return-value]
 
