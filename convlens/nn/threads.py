@@ -14,7 +14,8 @@ off badly here: a convolution is many small products, too small to share, and ev
 between them (im2col copies, ReLU, pooling) stays on one core. Measured on a 2-core
 machine, a Tiny VGG training step at batch 32 went from 38 ms on one core to 21 ms split
 in two, where BLAS threading reached 33 ms. While pieces run, BLAS is held to one thread
-per call so the cores are not oversubscribed.
+per call so the cores are not oversubscribed, and a caller done with its own share waits
+for the others by spinning rather than sleeping (:class:`_Handback`).
 
 ``set_num_threads(1)`` runs everything on the caller's thread. Results do not depend on
 timing, only on the thread count and the batch's shape (the pieces' gradients are summed
