@@ -227,7 +227,7 @@ class _Handback:
     interpreter lock. A thread that sleeps on a lock instead woke 30-80 µs after its
     release on this 2-core VM, and a training step waits three times (forward, backward,
     optimizer). Alternating blocks of steps in one process, the MNIST net's step took
-    0.92-1.0× the time at batch 32 and 0.93-0.94× at 128, Tiny VGG's 0.98×.
+    0.92-1.01× the time at batch 32 (median 0.99×), 0.93-0.94× at 128, Tiny VGG's 0.98×.
 
     The caller sleeps as before where spinning would take a core from work: before the
     worker has taken the share, while another split runs in this process (a class's
