@@ -62,6 +62,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from quiet import wait_for_quiet
 
 import convlens.nn as nn
 from convlens.interop import to_torch
@@ -368,7 +369,7 @@ def run_case(
 
 
 # -- reporting ---------------------------------------------------------------------------
-def machine_info(threads: int, rate: float) -> dict[str, Any]:
+def machine_info(threads: int, rate: float, load: float) -> dict[str, Any]:
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     return {
         "numpy": np.__version__,
@@ -378,7 +379,7 @@ def machine_info(threads: int, rate: float) -> dict[str, Any]:
         "torch_threads": threads,
         "convlens_threads": nn.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
+        "load_average_at_start": [load, *os.getloadavg()[1:]],
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "numpy_gemm_gflops": rate / 1e9,
@@ -438,11 +439,13 @@ def main(argv: list[str] | None = None) -> None:
     repeats = args.repeats or (3 if args.quick else 30)
     warmup = 1 if args.quick else 3
 
+    # a run whose results the README may quote starts on a quiet machine (bench/quiet.py)
+    load = os.getloadavg()[0] if args.only or args.quick else wait_for_quiet()
     torch.set_num_threads(args.threads)
     nn.set_num_threads(args.threads)
     nn.keep_freed_memory()  # as the trainer does; both frameworks allocate through it
     rate = gemm_rate()
-    info = machine_info(args.threads, rate)
+    info = machine_info(args.threads, rate, load)
     print(
         f"numpy {info['numpy']} ({info['numpy_blas']}, "
         f"OPENBLAS_NUM_THREADS={info['OPENBLAS_NUM_THREADS'] or 'unset'}), "

@@ -25,6 +25,11 @@ Run::
 
     .venv/bin/python bench/bench_serve.py [--workers 1 2] [--repeats 3] [--model FILE]
 
+Each run's results are written to ``bench/results/serve.json`` (with the settings and the
+load average), from which ``scripts/readme_numbers.py`` fills in the README's figures for a
+run of ``make bench`` (the shipped model, local clients); ``--out`` appends them to a JSON
+lines file as well.
+
 Measure another checkout's server with ``PYTHONPATH=/path/to/checkout`` (the server process
 inherits it); ``--workers 1`` then starts it without the ``--workers`` option.
 """
@@ -51,8 +56,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from quiet import wait_for_quiet
 
 HOST = "127.0.0.1"
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve.json"
 ACCEPT = "Accept-Encoding: gzip\r\n"  # as browsers send it; empty with --no-gzip
 #: With --remote: a student's request as a reverse proxy on this machine passes it on (the
 #: server then compresses, as for any client on another machine).
@@ -442,6 +449,7 @@ def main() -> None:
     print(f"{args.label or 'this checkout'}: model {args.model or 'shipped'}, {load}\n")
     print("workers | open p50 / p99 ms, errors | closed req/s, p50 / p99 ms, errors | "
           "RSS MB before → after | wrong | server CPU ms/request")  # fmt: skip
+    load_before, runs = wait_for_quiet(), []
     for _ in range(args.repeats):
         for workers in args.workers:
             result = run_once(workers, args)
@@ -456,12 +464,19 @@ def main() -> None:
             for load in ("open", "closed"):
                 for what, count in result[load]["why"].items():
                     print(f"        {load} loop error ×{count}: {what}")
+            runs.append(result)
             if args.out:
                 result.update(label=args.label, model=args.model, when=time.time())
                 with open(args.out, "a") as out:
                     out.write(json.dumps(result) + "\n")
+    settings = {k: getattr(args, k) for k in ("rate", "clients", "duration", "model", "remote")}
+    settings["gzip"] = not args.no_gzip
+    report = {"load_average": [load_before, os.getloadavg()[0]], "settings": settings, "runs": runs}
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {RESULTS_PATH}")
     if args.out:
-        print(f"\nresults appended to {args.out}")
+        print(f"results appended to {args.out}")
     print("\nanswer sizes, JSON → sent (kB):", ", ".join(
         f"{kind} {raw / 1e3:.0f} → {wire / 1e3:.0f}"
         for kind, (raw, wire) in result["answer_bytes"].items()

@@ -10,7 +10,9 @@ The shipped model at batch 32 on the bundled digits, SGD with momentum, three wa
 - ``session /step``: one HTTP request per single step, round trip.
 
 Prints medians (and min–max) in ms and the ratio of each to the engine's step. Target:
-``session /run`` within 1.3× of the engine.
+``session /run`` within 1.3× of the engine. The results are also written to
+``bench/results/training.json``, from which ``scripts/readme_numbers.py`` fills in the
+README's figures.
 
 Run::
 
@@ -21,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 from bench_explain import start
+from quiet import wait_for_quiet
 
 from convlens import nn
 from convlens.data import load_dataset
@@ -37,6 +42,7 @@ from convlens.web.app import create_app
 
 BATCH = 32
 POLL_SECONDS = 0.3
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "training.json"
 
 
 def call(url: str, method: str = "POST", body: dict | None = None) -> dict:
@@ -106,6 +112,15 @@ def session_step_ms(url: str, repeats: int) -> list[float]:
     return times
 
 
+def summary(samples: list[float]) -> dict[str, float | list[float]]:
+    return {
+        "median_ms": statistics.median(samples),
+        "min_ms": min(samples),
+        "max_ms": max(samples),
+        "samples_ms": samples,
+    }
+
+
 def show(name: str, samples: list[float], reference: float) -> None:
     median = statistics.median(samples)
     print(
@@ -119,17 +134,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per /run measurement")
     parser.add_argument("--repeats", type=int, default=5, help="/run measurements")
     args = parser.parse_args()
+    load_before = wait_for_quiet()
     model = pretrained()
     url = start(create_app(model, save_dir="build/bench-kept"))
     engine, run = [], []
     for _ in range(args.repeats):  # interleaved, so both see the same machine
         engine.append(statistics.median(engine_step_ms(model, 100)))
         run.append(session_run_ms(url, args.seconds))
+    step = session_step_ms(url, 100)
     reference = statistics.median(engine)
     print(f"shipped model, batch {BATCH}, SGD with momentum; medians of {args.repeats} runs")
     show("engine", engine, reference)
     show("session /run", run, reference)
-    show("session /step", session_step_ms(url, 100), reference)
+    show("session /step", step, reference)
+    report = {
+        "batch": BATCH,
+        "repeats": args.repeats,
+        "seconds": args.seconds,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "engine": summary(engine),
+        "session_run": summary(run),
+        "session_step": summary(step),
+    }
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {RESULTS_PATH}")
 
 
 if __name__ == "__main__":

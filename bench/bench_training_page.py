@@ -9,7 +9,8 @@ folder) and Debian's Chromium, then times, inside the page (``performance.now()`
 - ``sample click → prediction``: while training runs, a click on a sample until the
   prediction in the header changes (target: a click answers within 200 ms).
 
-Prints medians and min–max in ms. Run::
+Prints medians and min–max in ms, and writes them to ``bench/results/training_page.json``,
+from which ``scripts/readme_numbers.py`` fills in the README's figures. Run::
 
     .venv/bin/python bench/bench_training_page.py [--repeats 20]
 """
@@ -17,6 +18,8 @@ Prints medians and min–max in ms. Run::
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import sys
@@ -26,7 +29,11 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
+from bench_training import summary
 from conftest import CHROMIUM_FLAGS, start_server
+from quiet import wait_for_quiet
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "training_page.json"
 
 #: Resolves with the ms from a click on ``selector`` until ``changed()`` holds.
 TIME_CLICK = """async ([selector, changed]) => {
@@ -68,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
+    load_before = wait_for_quiet()
     save_dir = tempfile.mkdtemp(prefix="convlens-bench-")
     process, url = start_server("--save-dir", save_dir)
     try:
@@ -104,6 +112,16 @@ def main() -> None:
     show("one step → shown", steps)
     show("update interval while running", intervals)
     show("sample click → prediction (running)", clicks)
+    report = {
+        "repeats": args.repeats,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "one_step_shown": summary(steps),
+        "update_interval": summary(intervals),
+        "sample_click_prediction": summary(clicks),
+    }
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {RESULTS_PATH}")
 
 
 if __name__ == "__main__":

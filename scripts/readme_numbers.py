@@ -6,12 +6,13 @@ Run::
     .venv/bin/python scripts/readme_numbers.py            # snapshot them, rewrite the README
     .venv/bin/python scripts/readme_numbers.py --check    # the README matches the snapshot
 
-``make bench`` writes ``bench/results/engine.json``, ``parity.json`` and ``explain.json``
-(not in git: every run differs). This script copies what the README quotes from whichever
-of them exist into ``docs/measured.json`` (in git, with the date and the machine's load
-average, so a reader knows what the numbers were measured under) and rewrites the README
-between its ``<!-- measured:NAME -->`` and ``<!-- /measured -->`` markers from that
-snapshot. ``tests/test_readme.py`` checks that the two agree.
+``make bench`` writes ``bench/results/engine.json``, ``parity.json``, ``explain.json``,
+``training.json``, ``training_page.json`` and ``serve.json`` (not in git: every run
+differs). This script copies what the README quotes from whichever of them exist into
+``docs/measured.json`` (in git, with the date and the machine's load average, so a reader
+knows what the numbers were measured under) and rewrites the README between its
+``<!-- measured:NAME -->`` and ``<!-- /measured -->`` markers from that snapshot.
+``tests/test_readme.py`` checks that the two agree.
 
 Timings measured on a busy machine are not copied: a results file whose load average at
 the start exceeded half the cores (other work competing for them; PyTorch's OpenMP threads
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -98,6 +100,83 @@ def _explain(path: Path) -> dict:
     }
 
 
+def _timing(report: dict, key: str) -> float:
+    return report[key]["median_ms"]
+
+
+def _training(path: Path) -> dict:
+    report = json.loads(path.read_text())
+    return {
+        "measured": _when(path),
+        "load_average": report["load_average"],
+        "repeats": report["repeats"],
+        **{key: _timing(report, key) for key in ("engine", "session_run", "session_step")},
+    }
+
+
+def _training_page(path: Path) -> dict:
+    report = json.loads(path.read_text())
+    keys = ("one_step_shown", "update_interval", "sample_click_prediction")
+    return {
+        "measured": _when(path),
+        "load_average": report["load_average"],
+        "repeats": report["repeats"],
+        **{key: _timing(report, key) for key in keys},
+    }
+
+
+def _serve(path: Path) -> dict | None:
+    """The classroom load of ``make bench`` (shipped model, local clients), per worker count
+    the medians over its runs; None for a run with other settings."""
+    report = json.loads(path.read_text())
+    settings = report["settings"]
+    if settings["model"] is not None or settings["remote"] or not settings["gzip"]:
+        print(f"skipped serve.json: not make bench's settings ({settings})")
+        return None
+    by_workers: dict[int, list[dict]] = {}
+    for run in report["runs"]:
+        by_workers.setdefault(run["workers"], []).append(run)
+
+    def median(runs: list[dict], *keys: str) -> float:
+        values = []
+        for run in runs:
+            for key in keys[:-1]:
+                run = run[key]
+            values.append(run[keys[-1]])
+        return statistics.median(values)
+
+    return {
+        "measured": _when(path),
+        "load_average": report["load_average"],
+        "settings": {k: settings[k] for k in ("rate", "clients", "duration")},
+        "workers": [
+            {
+                "workers": workers,
+                "runs": len(runs),
+                "open_p50_ms": median(runs, "open", "p50_ms"),
+                "open_p99_ms": median(runs, "open", "p99_ms"),
+                "closed_per_s": median(runs, "closed", "throughput"),
+                "closed_p50_ms": median(runs, "closed", "p50_ms"),
+                "closed_p99_ms": median(runs, "closed", "p99_ms"),
+                "rss_growth_mb": median(runs, "rss_mb", "after") - median(runs, "rss_mb", "before"),
+                "errors": sum(r["open"]["errors"] + r["closed"]["errors"] for r in runs),
+                "wrong": sum(r["open"]["wrong"] + r["closed"]["wrong"] for r in runs),
+            }
+            for workers, runs in sorted(by_workers.items())
+        ],
+    }
+
+
+READERS = {
+    "engine": _engine,
+    "parity": _parity,
+    "explain": _explain,
+    "training": _training,
+    "training_page": _training_page,
+    "serve": _serve,
+}
+
+
 def _load(entry: dict) -> float | None:
     load = entry.get("load_average")
     return load[0] if isinstance(load, list) else load
@@ -107,10 +186,12 @@ def snapshot(results: Path = RESULTS, allow_loaded: tuple[str, ...] = ()) -> dic
     """docs/measured.json, updated with every results file that exists and was quiet."""
     measured = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
     quiet = 0.5 * (os.cpu_count() or 1)
-    for name, read in (("engine", _engine), ("parity", _parity), ("explain", _explain)):
+    for name, read in READERS.items():
         if not (results / f"{name}.json").exists():
             continue
         entry = read(results / f"{name}.json")
+        if entry is None:
+            continue
         load = _load(entry)
         if load is not None and load > quiet and name not in allow_loaded:
             print(f"skipped {name}.json: load average {load:.1f} at the start (quiet is at "
@@ -180,7 +261,54 @@ def fragments(measured: dict) -> dict[str, str]:
             f"steps stays flat ({m['after_10']:.2f} → {m['after_all']:.2f} MiB).",
         ]
         out["engine"] = "\n" + "\n".join(lines) + "\n"
+    if "training" in measured:
+        t = measured["training"]
+        out["training"] = (
+            f"a session step running in the background while the page polls takes "
+            f"{t['session_run']:.1f} ms against the engine's own training step of "
+            f"{t['engine']:.1f} ms ({t['session_run'] / t['engine']:.2f}×), one step asked "
+            f"for over HTTP {t['session_step']:.1f} ms (`bench/bench_training.py`, medians of "
+            f"{t['repeats']} runs, {t['measured']}, load average {t['load_average'][0]:.1f})"
+        )
+    if "training_page" in measured:
+        t = measured["training_page"]
+        out["training-page"] = (
+            f'in Chromium, "one step" is on screen {t["one_step_shown"]:.0f} ms after the '
+            f"click, the panel updates every {t['update_interval']:.0f} ms while training, "
+            f"and a sample clicked during training shows its new prediction after "
+            f"{t['sample_click_prediction']:.0f} ms (`bench/bench_training_page.py`, medians "
+            f"of {t['repeats']}, {t['measured']})"
+        )
+    if "serve" in measured:
+        out["serve"] = _serve_text(measured["serve"])
     return out
+
+
+def _serve_text(serve: dict) -> str:
+    parts = []
+    for w in serve["workers"]:
+        name = "one process" if w["workers"] == 1 else f"`--workers {w['workers']}`"
+        runs = "" if w["runs"] == 1 else f" (medians of {w['runs']} runs)"
+        parts.append(
+            f"{name}{runs}, open loop p50 / p99 {w['open_p50_ms']:.1f} / "
+            f"{w['open_p99_ms']:.1f} ms, closed loop {w['closed_per_s']:.0f} requests/s at "
+            f"p50 / p99 {w['closed_p50_ms']:.0f} / {w['closed_p99_ms']:.0f} ms, RSS "
+            f"{w['rss_growth_mb']:+.0f} MB"
+        )
+    errors = sum(w["errors"] for w in serve["workers"])
+    wrong = sum(w["wrong"] for w in serve["workers"])
+    outcome = (
+        "no errors and no wrong answers"
+        if errors == wrong == 0
+        else f"{errors} errors and {wrong} wrong answers"
+    )
+    s = serve["settings"]
+    return (
+        f"The last run of `make bench` ({serve['measured']}, load average "
+        f"{serve['load_average'][0]:.1f} at the start, {s['rate']:g} requests a second and "
+        f"{s['clients']} clients for {s['duration']:g} s each, the load generator sharing the "
+        f"two cores) gave: " + "; ".join(parts) + f"; {outcome}."
+    )
 
 
 def render(text: str, measured: dict) -> str:
@@ -204,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME",
-        help="copy NAME.json (engine, explain) even though the machine was busy",
+        help="copy NAME.json (engine, explain, training, ...) even though the machine was busy",
     )
     args = parser.parse_args(argv)
     text = README.read_text()

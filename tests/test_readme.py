@@ -37,6 +37,6 @@ def test_readme_figures_are_the_measured_ones():
     text = README.read_text()
     measured = json.loads(script.SNAPSHOT.read_text())
     names = {m.group(1) for m in script.MARKED.finditer(text)}
-    assert names == {"engine", "parity", "explain"}
+    assert names == {"engine", "parity", "explain", "training", "training-page", "serve"}
     assert {"parity", "explain"} <= set(measured)  # engine: only from a quiet run
     assert script.render(text, measured) == text, "run scripts/readme_numbers.py"
