@@ -227,6 +227,18 @@ def test_adam_terms_equal_torch_optim(client, session, served):
         assert u["v_hat"] == pytest.approx(u["v"] / (1 - 0.999**t))
 
 
+@pytest.mark.parametrize("batch_size, every", [(32, 50), (64, 25), (100, 16), (512, 4)])
+def test_validation_comes_every_1600_training_images(client, session, batch_size, every):
+    """Validation costs a fixed 500 images, so it is spaced by training images, not steps:
+    at batch 32 every 25 steps took a sixth of a session's time."""
+    sid = session(batch_size=batch_size)
+    steps = 2 * every + 1
+    state = client.post(f"/api/training/{sid}/step", json={"steps": steps}).json()
+    assert [v["step"] for v in state["validation"]] == [0, every, 2 * every]
+    paused = client.post(f"/api/training/{sid}/pause").json()  # pausing validates too
+    assert [v["step"] for v in paused["validation"]] == [0, every, 2 * every, steps]
+
+
 def test_fresh_weights_learn(client, session):
     sid = session(fresh=True, seed=3, lr=0.05, momentum=0.9)
     state = client.post(f"/api/training/{sid}/step", json={"steps": 100}).json()
