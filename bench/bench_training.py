@@ -6,7 +6,7 @@ The shipped model at batch 32 on the bundled digits, SGD with momentum, three wa
   the model (what ``convlens train`` does per step);
 - ``session /run``: a session training on its own thread in the real server (uvicorn on
   127.0.0.1) while a client polls its state every 300 ms, as the page does; time per step
-  is the wall time over the steps taken (validation every 25 steps included);
+  is the wall time over the steps taken (validation every 1,600 images included);
 - ``session /step``: one HTTP request per single step, round trip.
 
 Prints medians (and min–max) in ms and the ratio of each to the engine's step. Target:
