@@ -446,10 +446,10 @@ def main() -> None:
     )
     load += ", as remote clients" if args.remote else ""
     load += ", no gzip asked" if args.no_gzip else ""
+    load_before, runs = wait_for_quiet(), []
     print(f"{args.label or 'this checkout'}: model {args.model or 'shipped'}, {load}\n")
     print("workers | open p50 / p99 ms, errors | closed req/s, p50 / p99 ms, errors | "
           "RSS MB before → after | wrong | server CPU ms/request")  # fmt: skip
-    load_before, runs = wait_for_quiet(), []
     for _ in range(args.repeats):
         for workers in args.workers:
             result = run_once(workers, args)

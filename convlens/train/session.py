@@ -204,7 +204,8 @@ class TrainingSession:
         self.order = self.rng.permutation(len(self.x))
         self.position = 0  # into self.order
         self.steps = 0
-        self.validate_every = -(-VALIDATE_EVERY_IMAGES // min(settings.batch_size, len(self.x)))
+        self.batch_size = min(settings.batch_size, len(self.x))  # a batch is at most the data
+        self.validate_every = -(-VALIDATE_EVERY_IMAGES // self.batch_size)  # steps, rounded up
         self.history: list[dict[str, float]] = []
         self.validation: list[dict[str, float]] = []
         self.error: str | None = None
@@ -268,11 +269,10 @@ class TrainingSession:
 
     def _step(self) -> bool:
         """One mini-batch step; False (and ``error`` set) if the loss stopped being finite."""
-        batch_size = min(self.settings.batch_size, len(self.x))
-        if self.position + batch_size > len(self.order):  # an epoch is over: reshuffle
+        if self.position + self.batch_size > len(self.order):  # an epoch is over: reshuffle
             self.order, self.position = self.rng.permutation(len(self.x)), 0
-        batch = self.order[self.position : self.position + batch_size]
-        self.position += batch_size
+        batch = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
         xb, yb = self.x[batch], self.data.y[batch]
         self.scored.train()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -328,7 +328,7 @@ class TrainingSession:
             return {
                 "id": self.id,
                 "step": self.steps,
-                "epoch": self.steps * min(self.settings.batch_size, len(self.x)) / len(self.x),
+                "epoch": self.steps * self.batch_size / len(self.x),
                 "running": self._running,
                 "history": self.history[max(since, 0) :],  # entry k is step k + 1
                 "validation": [v for v in self.validation if v["step"] > since],
