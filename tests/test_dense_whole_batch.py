@@ -1,9 +1,11 @@
 """After a batch split over threads, a dense layer's gradients are one product over the
-whole batch (Dense.whole_batch_grads, its rows shared out over the threads once their
-pieces are done) instead of one per piece plus their sum: the same numbers as one thread,
-nothing left behind in the replicas, and an error in one piece raised as it is."""
+whole batch (Dense.whole_batch_grads, in blocks of columns that the threads take as they
+finish their pieces) instead of one per piece plus their sum: the same numbers as one
+thread, nothing left behind in the replicas, and an error in one piece raised as it is."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -138,9 +140,12 @@ def test_an_error_in_one_piece_is_raised_as_it_is(split_over, where):
             assert "_deferred" not in layer.__dict__
 
 
-def test_a_thread_count_changed_between_forward_and_backward(split_over):
-    """The dense rows are shared out over the threads the backward really uses (one share
-    per team of pieces), not over a thread count set since: no rows are left out."""
+def test_a_thread_count_changed_between_forward_and_backward(split_over, monkeypatch):
+    """The dense blocks are taken by the threads the backward really uses (one per team of
+    pieces), not by a thread count set since: no block is left out."""
+    import convlens.nn.sequential as sequential
+
+    monkeypatch.setattr(sequential, "BLOCK_VALUES", 96)  # eight blocks of one column
     model, x, y = wide_dense_net(11)
     split_over(1)
     expected = grads_after(model, x, y, input_grad=False)
@@ -157,8 +162,8 @@ def test_a_thread_count_changed_between_forward_and_backward(split_over):
 
 def test_teams_that_run_one_after_the_other_do_not_wait_for_each_other(split_over, monkeypatch):
     """Should the thread count drop just as a backward hands out its teams, they run one
-    after the other on one thread: the first cannot see the second's (x, δ) yet, so its
-    share of the dense rows is left to the caller, and nothing waits for what has not run."""
+    after the other on one thread: the first cannot see the second's (x, δ) yet, so it
+    takes no dense block, and nothing waits for what has not run."""
     import convlens.nn.sequential as sequential
 
     model, x, y = wide_dense_net(13)
@@ -167,4 +172,65 @@ def test_teams_that_run_one_after_the_other_do_not_wait_for_each_other(split_ove
     split_over(2)
     monkeypatch.setattr(sequential, "run_side_by_side", lambda tasks: [task() for task in tasks])
     got = grads_after(model, x, y, input_grad=False)
+    assert_same(got, expected)
+
+
+@pytest.mark.parametrize("block_values", [64, 200, 10**9])
+def test_blocks_of_columns_give_the_numbers_of_one_thread(split_over, monkeypatch, block_values):
+    """The 8 → 96 layer (768 weights) in 12 blocks of columns, in 3, or whole."""
+    import convlens.nn.sequential as sequential
+
+    monkeypatch.setattr(sequential, "BLOCK_VALUES", block_values)
+    model, x, y = wide_dense_net(17)
+    split_over(1)
+    expected = grads_after(model, x, y, input_grad=True, backwards=2)
+    split_over(2)
+    assert_same(grads_after(model, x, y, input_grad=True, backwards=2), expected)
+
+
+class SlowBackward(Layer):
+    """The identity, whose backward sleeps 0.2 s for a piece holding a value over 1e6 and
+    1 s for one over 1e9."""
+
+    def forward(self, x):
+        top = np.abs(x).max()
+        self._cache = 1.0 if top > 1e9 else 0.2 if top > 1e6 else 0.0
+        return x
+
+    def backward(self, dy):
+        time.sleep(self._saved())
+        return dy
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+def test_the_thread_done_first_takes_the_dense_blocks(split_over, monkeypatch):
+    """With the second piece's backward slow below the dense layers, the first thread,
+    done with its piece, computes every block of columns (the other has kept its (x, δ)
+    by then): the threads even out, and the numbers are those of one thread."""
+    import threading
+
+    import convlens.nn.sequential as sequential
+
+    monkeypatch.setattr(sequential, "BLOCK_VALUES", 200)  # 3 + 1 blocks
+    rng = np.random.default_rng(19)
+    x, y = rng.standard_normal((16, 8)), rng.integers(0, 3, 16)
+    x[0, 0], x[8, 0] = 1e7, 1e10  # the first piece waits 0.2 s, the second 1 s
+    nn.manual_seed(6)
+    model = nn.Sequential(SlowBackward(), nn.Dense(8, 96), nn.ReLU(), nn.Dense(96, 3))
+    model = model.astype(np.float64)
+    split_over(1)
+    expected = grads_after(model, x, y, input_grad=False)
+    split_over(2)
+    computed_on = []
+    whole_batch_grads = nn.Dense.whole_batch_grads
+
+    def recording(self, *args, **kwargs):
+        computed_on.append(threading.current_thread())
+        return whole_batch_grads(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Dense, "whole_batch_grads", recording)
+    got = grads_after(model, x, y, input_grad=False)
+    assert computed_on == [threading.main_thread()] * 4
     assert_same(got, expected)

@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from math import prod
@@ -26,7 +27,7 @@ import numpy as np
 
 from .activation import ReLU
 from .checks import brief, is_integer
-from .dense import MIN_ROWS
+from .dense import BLOCK_VALUES
 from .fused import ConvMaxPool
 from .layer import LAYER_TYPES, Layer, parameter_budget
 from .parameter import Parameter
@@ -74,20 +75,32 @@ def _back_team(
     dy: np.ndarray,
     input_grad: bool,
     all_kept: Callable[[], bool],
-    dense: Sequence[Callable[[], None]],
-) -> tuple[list[np.ndarray | None], bool]:
+    blocks: deque[Callable[[dict], None]],
+) -> list[np.ndarray | None]:
     """One thread's part of a split backward: the runs ``team`` back through their layers,
-    then this thread's share of the dense layers' whole-batch gradients (``dense``) if
-    every piece has kept its (x, δ) by then, as it has in practice: a piece keeps them near
-    the start of its backward, the dense layers being near the top. Returns the runs'
-    results and whether the share was done; the caller does it otherwise. Nothing waits,
-    so the teams may even run one after the other (a thread count lowered meanwhile)."""
+    then blocks of columns of the dense layers' whole-batch gradients, taken one at a time
+    from ``blocks`` until none is left, if every piece has kept its (x, δ) by then, as it
+    has in practice: a piece keeps them near the start of its backward, the dense layers
+    being near the top. A thread done with its pieces early takes more of the blocks, and
+    as each block is the same product whichever thread computes it, the numbers do not
+    depend on which does. The caller computes any block left. Nothing waits, so the teams
+    may even run one after the other (a thread count lowered meanwhile)."""
     results = [_backward(runs[k][0], dy[runs[k][1]], input_grad) for k in team]
-    if not all_kept():
-        return results, False
-    for share in dense:
-        share()
-    return results, True
+    if all_kept():
+        _take_blocks(blocks)
+    return results
+
+
+def _take_blocks(blocks: deque[Callable[[dict], None]]) -> None:
+    """Compute blocks taken from ``blocks`` (``popleft`` is atomic) until it is empty; each
+    gets this thread's dict of the batch's joined δ per layer, joined on first use."""
+    deltas: dict = {}
+    while True:
+        try:
+            block = blocks.popleft()
+        except IndexError:
+            return
+        block(deltas)
 
 
 def _input_gradient(layers: Sequence[Layer], dy: np.ndarray) -> np.ndarray:
@@ -235,8 +248,8 @@ class Sequential(Layer):
         parameter gradients and None is returned: dL/d(image) is never needed there.
         After a split forward, each piece runs back through its own copy of the layers and
         the copies' parameter gradients are then added in, piece by piece; a dense layer's
-        weight gradient is one product over the whole batch instead, each thread computing
-        some of its rows once its pieces are done (:func:`_back_team`).
+        weight gradient is one product over the whole batch instead, in blocks of columns
+        that the threads take as they finish their pieces (:func:`_back_team`).
         """
         if self._cache is None:
             return _backward(self.layers, dy, input_grad)
@@ -248,45 +261,38 @@ class Sequential(Layer):
             )
         # Layers that compute their parameter gradients once for the whole batch (a dense
         # layer: see Dense.whole_batch_grads) only keep each piece's (x, δ) on the way;
-        # each thread then computes a share of the rows after its pieces.
+        # the threads then take blocks of their columns as they finish their pieces.
         whole = [i for i, layer in enumerate(self.layers) if hasattr(layer, "whole_batch_grads")]
         teams = [list(range(len(runs)))[share] for share in pieces(len(runs), 1)]
         targets = {i: self.layers[i].weight.gradient_target() for i in whole}
-        rows = {  # one share per team (not per thread now: the count may change meanwhile)
-            i: even_slices(size, max(1, min(len(teams), size // MIN_ROWS)))
-            for i in whole
-            for size in [self.layers[i].out_features]
-        }
         for layers, _ in runs:
             for i in whole:
                 layers[i].defer_parameter_grads = True
-        dense = [
-            [
-                partial(
-                    self.layers[i].whole_batch_grads,
-                    [layers[i] for layers, _ in runs],
-                    rows[i][share],
-                    *targets[i],
-                    bias=share == 0,
-                )
-                for i in whole
-                if share < len(rows[i])
-            ]
-            for share in range(len(teams))
-        ]
+
+        def block(i: int, columns: slice, bias: bool, deltas: dict) -> None:
+            replicas = [layers[i] for layers, _ in runs]
+            if i not in deltas:
+                deltas[i] = self.layers[i].deferred_deltas(replicas)
+            self.layers[i].whole_batch_grads(replicas, columns, deltas[i], *targets[i], bias=bias)
+
+        blocks = deque(
+            partial(block, i, columns, k == 0)
+            for i in whole
+            for layer in [self.layers[i]]
+            for k, columns in enumerate(
+                even_slices(layer.in_features, max(1, layer.weight.size // BLOCK_VALUES))
+            )
+        )
 
         def all_kept() -> bool:  # the last dense layer a piece's backward passes has kept
             return all("_deferred" in layers[i].__dict__ for layers, _ in runs for i in whole[:1])
 
         tasks = [
-            partial(_back_team, runs, team, dy, input_grad, all_kept, dense[share])
-            for share, team in enumerate(teams)
+            partial(_back_team, runs, team, dy, input_grad, all_kept, blocks) for team in teams
         ]
         try:
             outcomes = run_side_by_side(tasks)
-            for (_, done), shares in zip(outcomes, dense, strict=True):
-                for share in [] if done else shares:
-                    share()
+            _take_blocks(blocks)  # any a thread could not take
         except BaseException:
             for i in whole:
                 if targets[i][1]:  # it was zero: written in part at most, so zero again
@@ -297,7 +303,7 @@ class Sequential(Layer):
                 for i in whole:
                     for name in ("defer_parameter_grads", "_deferred"):
                         layers[i].__dict__.pop(name, None)
-        results = [result for team, _ in outcomes for result in team]
+        results = [result for team in outcomes for result in team]
         for twins, _ in runs[1:]:
             for i, (layer, twin) in enumerate(zip(self.layers, twins, strict=True)):
                 if i in whole:
