@@ -49,7 +49,6 @@ allocate through it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -57,18 +56,17 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from quiet import wait_for_quiet
+from results_file import write_results
 
 import convlens.nn as nn
 from convlens.interop import to_torch
 from convlens.models import mnist_net, tiny_vgg
 
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "engine.json"
 LR, MOMENTUM = 0.01, 0.9
 GEMM_SIZE, GEMM_REPEATS = 1024, 10
 TOLERANCE = 1e-3  # max |convlens − torch| over logits and gradients before timing
@@ -472,7 +470,6 @@ def main(argv: list[str] | None = None) -> None:
         f"peak RSS {memory['max_rss_mib']:.0f} MiB"
     )
 
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {**info, "load_average_at_end": os.getloadavg()},
         "settings": {
@@ -487,8 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         "cases": [r.to_json() for r in results],
         "memory": memory,
     }
-    RESULTS_PATH.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS_PATH}")
+    write_results("engine", report)
 
 
 if __name__ == "__main__":

@@ -23,18 +23,16 @@ import statistics
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import uvicorn
 from quiet import wait_for_quiet
+from results_file import write_results
 
 from convlens.explain import encode, trace
 from convlens.explain.trace import forward_all
 from convlens.models import pretrained
 from convlens.web.app import create_app
 from convlens.web.samples import bundled_samples
-
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "explain.json"
 
 
 def start(app) -> str:
@@ -110,14 +108,12 @@ def main() -> None:
         timed(lambda: trace(model, samples[0][0], 3), n),
         results,
     )
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "repeats": n,
         "load_average": [load_before, os.getloadavg()[0]],
         "timings": results,
     }
-    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {RESULTS_PATH}")
+    write_results("explain", report)
 
 
 if __name__ == "__main__":

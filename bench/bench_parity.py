@@ -16,18 +16,15 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_results
 
 import convlens.nn as nn
 from convlens.data import load_dataset
 from convlens.models import mnist_net
 from convlens.train.parity import ParityResult, run_parity
-
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "parity.json"
 
 
 def held_out() -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +74,7 @@ def main() -> None:
             "seconds": r.seconds,
             "torch_seconds": r.torch_seconds,
         }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(results, indent=1))
-    print(f"\nwrote {RESULTS_PATH}")
+    write_results("parity", results)
 
 
 if __name__ == "__main__":

@@ -57,9 +57,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from quiet import wait_for_quiet
+from results_file import write_results
 
 HOST = "127.0.0.1"
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve.json"
 ACCEPT = "Accept-Encoding: gzip\r\n"  # as browsers send it; empty with --no-gzip
 #: With --remote: a student's request as a reverse proxy on this machine passes it on (the
 #: server then compresses, as for any client on another machine).
@@ -472,9 +472,7 @@ def main() -> None:
     settings = {k: getattr(args, k) for k in ("rate", "clients", "duration", "model", "remote")}
     settings["gzip"] = not args.no_gzip
     report = {"load_average": [load_before, os.getloadavg()[0]], "settings": settings, "runs": runs}
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {RESULTS_PATH}")
+    write_results("serve", report)
     if args.out:
         print(f"results appended to {args.out}")
     print("\nanswer sizes, JSON → sent (kB):", ", ".join(

@@ -28,11 +28,11 @@ import statistics
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 from bench_explain import start
 from quiet import wait_for_quiet
+from results_file import summary, write_results
 
 from convlens import nn
 from convlens.data import load_dataset
@@ -42,7 +42,6 @@ from convlens.web.app import create_app
 
 BATCH = 32
 POLL_SECONDS = 0.3
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "training.json"
 
 
 def call(url: str, method: str = "POST", body: dict | None = None) -> dict:
@@ -112,15 +111,6 @@ def session_step_ms(url: str, repeats: int) -> list[float]:
     return times
 
 
-def summary(samples: list[float]) -> dict[str, float | list[float]]:
-    return {
-        "median_ms": statistics.median(samples),
-        "min_ms": min(samples),
-        "max_ms": max(samples),
-        "samples_ms": samples,
-    }
-
-
 def show(name: str, samples: list[float], reference: float) -> None:
     median = statistics.median(samples)
     print(
@@ -156,9 +146,7 @@ def main() -> None:
         "session_run": summary(run),
         "session_step": summary(step),
     }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {RESULTS_PATH}")
+    write_results("training", report)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from which ``scripts/readme_numbers.py`` fills in the README's figures. Run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -29,11 +28,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
-from bench_training import summary
 from conftest import CHROMIUM_FLAGS, start_server
 from quiet import wait_for_quiet
-
-RESULTS_PATH = Path(__file__).resolve().parent / "results" / "training_page.json"
+from results_file import summary, write_results
 
 #: Resolves with the ms from a click on ``selector`` until ``changed()`` holds.
 TIME_CLICK = """async ([selector, changed]) => {
@@ -119,9 +116,7 @@ def main() -> None:
         "update_interval": summary(intervals),
         "sample_click_prediction": summary(clicks),
     }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"\nwrote {RESULTS_PATH}")
+    write_results("training_page", report)
 
 
 if __name__ == "__main__":
