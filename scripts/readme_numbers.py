@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from quiet import QUIET  # noqa: E402  (the benchmarks wait for the same quiet)
+from results_file import RESULTS  # noqa: E402
+
 README = ROOT / "README.md"
 SNAPSHOT = ROOT / "docs" / "measured.json"
-RESULTS = ROOT / "bench" / "results"
 MARKED = re.compile(r"<!-- measured:([a-z0-9-]+) -->(.*?)<!-- /measured -->", re.S)
 EXPLAIN_KEY = "POST /api/trace (activations + backward)"
 
@@ -100,29 +103,20 @@ def _explain(path: Path) -> dict:
     }
 
 
-def _timing(report: dict, key: str) -> float:
-    return report[key]["median_ms"]
+def _medians(*keys: str) -> Callable[[Path], dict]:
+    """A reader of a results file holding ``summary`` timings (bench/results_file.py) under
+    ``keys``: their medians, with the file's date, load average and repeats."""
 
+    def read(path: Path) -> dict:
+        report = json.loads(path.read_text())
+        return {
+            "measured": _when(path),
+            "load_average": report["load_average"],
+            "repeats": report["repeats"],
+            **{key: report[key]["median_ms"] for key in keys},
+        }
 
-def _training(path: Path) -> dict:
-    report = json.loads(path.read_text())
-    return {
-        "measured": _when(path),
-        "load_average": report["load_average"],
-        "repeats": report["repeats"],
-        **{key: _timing(report, key) for key in ("engine", "session_run", "session_step")},
-    }
-
-
-def _training_page(path: Path) -> dict:
-    report = json.loads(path.read_text())
-    keys = ("one_step_shown", "update_interval", "sample_click_prediction")
-    return {
-        "measured": _when(path),
-        "load_average": report["load_average"],
-        "repeats": report["repeats"],
-        **{key: _timing(report, key) for key in keys},
-    }
+    return read
 
 
 def _serve(path: Path) -> dict | None:
@@ -171,8 +165,8 @@ READERS = {
     "engine": _engine,
     "parity": _parity,
     "explain": _explain,
-    "training": _training,
-    "training_page": _training_page,
+    "training": _medians("engine", "session_run", "session_step"),
+    "training_page": _medians("one_step_shown", "update_interval", "sample_click_prediction"),
     "serve": _serve,
 }
 
@@ -185,7 +179,6 @@ def _load(entry: dict) -> float | None:
 def snapshot(results: Path = RESULTS, allow_loaded: tuple[str, ...] = ()) -> dict:
     """docs/measured.json, updated with every results file that exists and was quiet."""
     measured = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
-    quiet = 0.5 * (os.cpu_count() or 1)
     for name, read in READERS.items():
         if not (results / f"{name}.json").exists():
             continue
@@ -193,9 +186,9 @@ def snapshot(results: Path = RESULTS, allow_loaded: tuple[str, ...] = ()) -> dic
         if entry is None:
             continue
         load = _load(entry)
-        if load is not None and load > quiet and name not in allow_loaded:
+        if load is not None and load > QUIET and name not in allow_loaded:
             print(f"skipped {name}.json: load average {load:.1f} at the start (quiet is at "
-                  f"most {quiet:.1f}); rerun make bench, or --allow-loaded {name}")  # fmt: skip
+                  f"most {QUIET:.1f}); rerun make bench, or --allow-loaded {name}")  # fmt: skip
             continue
         measured[name] = entry
     return measured
