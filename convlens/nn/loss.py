@@ -1,29 +1,83 @@
-"""Losses: a scalar from predictions and targets, and its gradient for backward."""
+"""Losses: a scalar from predictions and targets, and its gradient for backward.
+
+Every loss here is a mean of terms that each depend on one sample's row alone, so a batch
+may be cut into pieces (:meth:`convlens.nn.Sequential.forward_backward`): each piece
+finds its rows' terms and gradient on its own (:meth:`Loss.keep`, :meth:`Loss.gradient`
+with the whole batch's size), and the loss over the pieces, joined in batch order
+(:meth:`Loss.joined`), is the same number as a forward of the whole batch gives.
+"""
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 import numpy as np
 
-from .activation import Softmax, log_softmax
+from .activation import log_softmax, softmax
+
+#: What a loss keeps of a forward for its backward: arrays with one row per sample.
+Kept = tuple[np.ndarray, ...]
 
 
 class Loss:
-    """A loss keeps what ``backward()`` needs from its last ``forward``."""
+    """A loss keeps what ``backward()`` needs from its last ``forward``.
 
-    _cache = None
+    A loss defines four steps, which ``forward`` and ``backward`` run in turn:
+    :meth:`checked_target`, :meth:`keep` (what backward needs, row by row), :meth:`value`
+    and :meth:`gradient`.
+    """
+
+    _cache: Kept | None = None
 
     def __call__(self, prediction: np.ndarray, target: np.ndarray) -> float:
         return self.forward(prediction, target)
 
     def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
-        raise NotImplementedError
+        """The loss of ``prediction`` against ``target``; keeps what backward needs."""
+        prediction = np.asarray(prediction)
+        target = self.checked_target(prediction.shape, target)
+        self._cache = self.keep(prediction, target)
+        return self.value(self._cache)
 
     def backward(self) -> np.ndarray:
+        """dL/dprediction for the last forward."""
+        return self.gradient(self._saved())
+
+    def joined(self, pieces: list[Kept]) -> float:
+        """The loss of a whole batch from what :meth:`keep` returned for its pieces, in
+        batch order; kept for ``backward`` as a forward of the whole batch keeps it."""
+        if len(pieces) == 1:
+            self._cache = pieces[0]
+        else:  # each kept array in batch order
+            self._cache = tuple(np.concatenate(parts) for parts in zip(*pieces, strict=True))
+        return self.value(self._cache)
+
+    def splits_batch(self) -> bool:
+        """Whether pieces of a batch may find their rows of the gradient on their own: a
+        loss that defines :meth:`keep` (and so :meth:`value` and :meth:`gradient`). One
+        that only defines ``forward`` and ``backward`` sees the whole batch."""
+        return type(self).keep is not Loss.keep
+
+    def checked_target(self, prediction_shape: tuple[int, ...], target: Any) -> np.ndarray:
+        """``target`` as an array fit for predictions of this shape, or a ValueError
+        naming both shapes."""
         raise NotImplementedError
 
-    def _saved(self):
+    def keep(self, prediction: np.ndarray, target: np.ndarray) -> Kept:
+        """What backward needs of these samples (a batch or a piece of one), row by row."""
+        raise NotImplementedError
+
+    def value(self, kept: Kept) -> float:
+        """The loss over every sample in ``kept``."""
+        raise NotImplementedError
+
+    def gradient(self, kept: Kept, batch_size: int | None = None) -> np.ndarray:
+        """dL/dprediction for the samples in ``kept``, a piece of a batch of ``batch_size``
+        samples (default: ``kept`` holds the whole batch)."""
+        raise NotImplementedError
+
+    def _saved(self) -> Kept:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}: backward() called before forward()")
         return self._cache
@@ -39,58 +93,67 @@ class CrossEntropyLoss(Loss):
     ``forward(logits (N, K), target int (N,)) -> float``; ``backward() -> (N, K)``.
     """
 
-    def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
-        logits, target = class_targets(self, prediction, target)
-        log_p = log_softmax(logits)  # (N, K)
-        rows = np.arange(len(target))
-        self._cache = (log_p, target)
-        return float(-log_p[rows, target].mean())
+    def checked_target(self, prediction_shape: tuple[int, ...], target: Any) -> np.ndarray:
+        return class_targets(self, prediction_shape, target)
 
-    def backward(self) -> np.ndarray:
-        log_p, target = self._saved()
+    def keep(self, prediction: np.ndarray, target: np.ndarray) -> Kept:
+        return log_softmax(prediction), target  # log p (N, K), t (N,)
+
+    def value(self, kept: Kept) -> float:
+        log_p, target = kept
+        return float(-log_p[np.arange(len(target)), target].mean())
+
+    def gradient(self, kept: Kept, batch_size: int | None = None) -> np.ndarray:
+        log_p, target = kept
         grad = np.exp(log_p)  # p
         grad[np.arange(len(target)), target] -= 1  # p − y
-        return grad / len(target)
+        return grad / (len(target) if batch_size is None else batch_size)
 
 
-def class_targets(loss: Loss, logits: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``logits (N, K)`` and integer ``target (N,)`` in ``0..K−1`` as arrays, or a ValueError
-    naming the loss."""
-    logits, target = np.asarray(logits), np.asarray(target)
+def class_targets(loss: Loss, logits_shape: tuple[int, ...], target: Any) -> np.ndarray:
+    """Integer ``target (N,)`` in ``0..K−1`` for logits of shape ``(N, K)``, as an array, or
+    a ValueError naming the loss."""
+    target = np.asarray(target)
     who = type(loss).__name__
-    if logits.ndim != 2 or target.shape != (len(logits),):
+    if len(logits_shape) != 2 or target.shape != logits_shape[:1]:
         raise ValueError(
             f"{who}: expected logits (N, K) and integer targets (N,), "
-            f"got shapes {logits.shape} and {target.shape}"
+            f"got shapes {tuple(logits_shape)} and {target.shape}"
         )
     if not np.issubdtype(target.dtype, np.integer):
         raise ValueError(f"{who}: targets must be class indices, got {target.dtype}")
-    K = logits.shape[1]
+    K = logits_shape[1]
     if len(target) and (target.min() < 0 or target.max() >= K):
         raise ValueError(
             f"{who}: targets must lie in 0..{K - 1} for {K} classes, "
             f"got values from {target.min()} to {target.max()}"
         )
-    return logits, target
+    return target
 
 
 class MSELoss(Loss):
     """Mean squared error over every element: ``L = mean((ŷ − y)²)``, ``dL/dŷ = 2(ŷ − y)/size``."""
 
-    def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
-        prediction, target = np.asarray(prediction), np.asarray(target)
-        if prediction.shape != target.shape:
+    def checked_target(self, prediction_shape: tuple[int, ...], target: Any) -> np.ndarray:
+        target = np.asarray(target)
+        if tuple(prediction_shape) != target.shape:
             raise ValueError(
-                f"MSELoss: prediction shape {prediction.shape} and target shape "
+                f"MSELoss: prediction shape {tuple(prediction_shape)} and target shape "
                 f"{target.shape} differ"
             )
-        diff = prediction - target
-        self._cache = diff
+        return target
+
+    def keep(self, prediction: np.ndarray, target: np.ndarray) -> Kept:
+        return (prediction - target,)
+
+    def value(self, kept: Kept) -> float:
+        (diff,) = kept
         return float(np.mean(diff * diff))
 
-    def backward(self) -> np.ndarray:
-        diff = self._saved()
-        return 2 * diff / diff.size
+    def gradient(self, kept: Kept, batch_size: int | None = None) -> np.ndarray:
+        (diff,) = kept
+        size = diff.size if batch_size is None else batch_size * prod(diff.shape[1:])
+        return 2 * diff / size
 
 
 class SoftmaxMSELoss(Loss):
@@ -115,16 +178,20 @@ class SoftmaxMSELoss(Loss):
     """
 
     def __init__(self) -> None:
-        self.softmax, self.mse = Softmax(), MSELoss()
+        self.mse = MSELoss()
 
-    def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
-        logits, target = class_targets(self, prediction, target)
-        p = self.softmax.forward(logits)  # (N, K)
+    def checked_target(self, prediction_shape: tuple[int, ...], target: Any) -> np.ndarray:
+        return class_targets(self, prediction_shape, target)
+
+    def keep(self, prediction: np.ndarray, target: np.ndarray) -> Kept:
+        p = softmax(prediction)  # (N, K)
         onehot = np.zeros_like(p)
         onehot[np.arange(len(target)), target] = 1
-        self._cache = p.shape  # the softmax and the MSE keep the rest
-        return self.mse.forward(p, onehot)
+        return p, *self.mse.keep(p, onehot)
 
-    def backward(self) -> np.ndarray:
-        self._saved()  # a clear error before any forward
-        return self.softmax.backward(self.mse.backward())
+    def value(self, kept: Kept) -> float:
+        return self.mse.value(kept[1:])
+
+    def gradient(self, kept: Kept, batch_size: int | None = None) -> np.ndarray:
+        p, dp = kept[0], self.mse.gradient(kept[1:], batch_size)  # dL/dp
+        return p * (dp - np.sum(dp * p, axis=-1, keepdims=True))  # as Softmax.backward
