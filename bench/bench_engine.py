@@ -8,7 +8,9 @@ forward/backward is checked to agree before anything is timed:
   (1x28x28, ``mnist_net``), each at batch sizes 32 and 128:
 
   - ``train``: one full training step — zero_grad, forward, cross-entropy, backward,
-    SGD step with momentum 0.9;
+    SGD step with momentum 0.9 (convlens runs the middle three as
+    ``Sequential.forward_backward``, as its trainer does: the same numbers as three
+    separate calls, in one hand-over to the second thread instead of two);
   - ``forward``: inference, both models in eval mode (torch under ``no_grad``; convlens
     has no such mode and keeps its backward caches);
 
@@ -178,9 +180,7 @@ def check_same_math(
     """Max |convlens − torch| over the logits and every parameter gradient of one step."""
     loss_fn = nn.CrossEntropyLoss()
     ours.zero_grad()
-    logits = ours.forward(x)
-    loss_fn.forward(logits, target)
-    ours.backward(loss_fn.backward())
+    _, logits = ours.forward_backward(x, target, loss_fn)  # as timed below
     theirs.zero_grad()
     t_logits = theirs(torch.from_numpy(x))
     torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(target)).backward()
@@ -202,8 +202,7 @@ def convlens_step(model: nn.Sequential, mode: Mode, x: np.ndarray, target: np.nd
 
     def train_step() -> None:
         optimizer.zero_grad()
-        loss_fn.forward(model.forward(x), target)
-        model.backward(loss_fn.backward(), input_grad=False)  # torch skips it too
+        model.forward_backward(x, target, loss_fn)  # no dL/d(image): torch skips it too
         optimizer.step()
 
     return train_step

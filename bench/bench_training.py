@@ -64,9 +64,8 @@ def engine_step_ms(model: nn.Sequential, steps: int) -> list[float]:
         batch = rng.integers(0, len(x), BATCH)
         started = time.perf_counter()
         twin.train()
-        loss.forward(twin.forward(x[batch]), y[batch])
         optimizer.zero_grad()
-        twin.backward(loss.backward(), input_grad=False)
+        twin.forward_backward(x[batch], y[batch], loss)
         optimizer.step()
         if k >= 5:  # warm-up
             times.append((time.perf_counter() - started) * 1e3)

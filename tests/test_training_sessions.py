@@ -441,3 +441,34 @@ def test_sessions_with_dropout_repeat_from_their_seed():
     assert len(first) == 6
     assert losses(3) == first
     assert losses(4) != first
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_a_failed_step_leaves_the_last_update_as_it_was(dropout):
+    """A step whose loss is not finite stops the session with a sentence; update() still
+    explains the last good step with the same numbers, its gradient included, although
+    the failed step computed its own gradient before its loss was known (split over two
+    threads, or whole where Dropout keeps the batch whole)."""
+    rng = np.random.default_rng(5)
+    extra = [nn.Dropout(0.2)] if dropout else []
+    model = nn.Sequential(nn.Conv2D(1, 3, 3), nn.ReLU(), nn.Flatten(), *extra, nn.Dense(12, 3))
+    model.input_shape = (1, 4, 4)
+    x = rng.random((64, 1, 4, 4), dtype=np.float32)
+    y = rng.integers(0, 3, 64)
+    settings = SessionSettings(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=16).validate()
+    trained = TrainingSession("failing", model, settings, _Data("random", x, y, x[:8], y[:8]))
+    values = [(0, "weight", [1, 0, 2, 1]), (0, "bias", [2]), (len(model) - 1, "weight", [2, 5])]
+    threads = nn.get_num_threads()
+    nn.set_num_threads(2)
+    try:
+        trained.step(2)
+        explained = [trained.update(*value) for value in values]
+        gradients = [p.grad.copy() for p in trained.optimizer.params]
+        trained.x[:] = np.nan  # every later batch
+        state = trained.step(1)
+    finally:
+        nn.set_num_threads(threads)
+    assert state["step"] == 2 and "the loss became nan" in state["error"]
+    assert [trained.update(*value) for value in values] == explained
+    for p, gradient in zip(trained.optimizer.params, gradients, strict=True):
+        np.testing.assert_array_equal(p.grad, gradient)

@@ -94,9 +94,8 @@ def run_parity(
             xb, yb = x[batch], y[batch]
 
             began = time.perf_counter()
-            losses.append(loss_fn.forward(model.forward(xb), yb))
             optimizer.zero_grad()
-            model.backward(loss_fn.backward())
+            losses.append(model.forward_backward(xb, yb, loss_fn)[0])
             optimizer.step()
             seconds += time.perf_counter() - began
 

@@ -212,6 +212,7 @@ class TrainingSession:
         # what the last step started from, for explaining it: values and the optimizer's
         # state (its gradient stays in .grad until the next step's backward)
         self._before = [np.empty_like(p.data) for p in params]
+        self._spare_grads = [np.zeros_like(p.data) for p in params]  # see _swap_gradients
         self._state_before: dict[str, list[np.ndarray | None]] = {}
         self._lock = threading.Lock()
         self._running = False
@@ -276,16 +277,16 @@ class TrainingSession:
         xb, yb = self.x[batch], self.data.y[batch]
         self.scored.train()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            logits = self.scored.forward(xb)
-            loss = self.loss.forward(logits, yb)
+            self._swap_gradients()  # this step writes into the spare buffers
+            self.optimizer.zero_grad()
+            loss, logits = self.scored.forward_backward(xb, yb, self.loss)
             if not math.isfinite(loss):
+                self._swap_gradients()  # back to the last step's, which update() explains
                 self.error = (
                     f"training stopped at step {self.steps + 1}: the loss became {loss}; "
                     f"start again with a smaller learning rate (now {self.settings.lr})"
                 )
                 return False
-            self.optimizer.zero_grad()
-            self.scored.backward(self.loss.backward(), input_grad=False)
             self._remember()
             self.optimizer.step()
         self.steps += 1
@@ -295,10 +296,20 @@ class TrainingSession:
             self._validate()
         return True
 
+    def _swap_gradients(self) -> None:
+        """Exchange each parameter's gradient buffer with its spare. A step computes its
+        gradient before it knows whether the loss is finite (in one pass with the
+        forward: :meth:`~convlens.nn.Sequential.forward_backward`), so it writes into the
+        spare, and a step that fails swaps back: the last step's gradient stays as it was,
+        for :meth:`update`, without a copy."""
+        for k, p in enumerate(self.optimizer.params):
+            p.grad, self._spare_grads[k] = self._spare_grads[k], p.grad
+
     def _remember(self) -> None:
         """Copy what the coming optimizer step overwrites, into the same arrays each step:
         the values and the optimizer's state. The gradient it uses is not copied: nothing
-        writes ``.grad`` between the step and the next one's backward."""
+        writes it between the step and the next one's backward, which writes the spare
+        (:meth:`_swap_gradients`)."""
         for p, before in zip(self.optimizer.params, self._before, strict=True):
             np.copyto(before, p.data)
         if isinstance(self.optimizer, nn.SGD):

@@ -280,12 +280,10 @@ def train(
             xb, yb = random_shift(x_train[batch], config.augment_shift, shuffle_rng), y_train[batch]
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 # every step's loss is checked: divergence is reported once, by _diagnose
-                logits = model.forward(xb)
-                loss = loss_fn.forward(logits, yb)
+                optimizer.zero_grad()
+                loss, logits = model.forward_backward(xb, yb, loss_fn)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(_diagnose(model, xb, loss, epoch, step, config))
-                optimizer.zero_grad()
-                model.backward(loss_fn.backward(), input_grad=False)
                 optimizer.step()
             seen += len(batch)
             correct += int((logits.argmax(axis=1) == yb).sum())
