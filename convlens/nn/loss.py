@@ -65,7 +65,9 @@ class Loss:
         raise NotImplementedError
 
     def keep(self, prediction: np.ndarray, target: np.ndarray) -> Kept:
-        """What backward needs of these samples (a batch or a piece of one), row by row."""
+        """What backward needs of these samples (a batch or a piece of one), row by row.
+        Pieces call it (and :meth:`gradient`) on several threads at once, so it changes
+        nothing of the loss itself."""
         raise NotImplementedError
 
     def value(self, kept: Kept) -> float:
