@@ -135,13 +135,18 @@ class Softmax(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         y = self._saved()
         self._check_grad_shape(dy, y.shape)
-        return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+        return softmax_backward(y, dy)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """Max-subtracted softmax over the last axis."""
     e = np.exp(x - np.max(x, axis=-1, keepdims=True))
     return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dL/dx of ``y = softmax(x)`` over the last axis: ``y ⊙ (δ − Σ_k δ_k y_k)``."""
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

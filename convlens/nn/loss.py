@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .activation import log_softmax, softmax
+from .activation import log_softmax, softmax, softmax_backward
 
 #: What a loss keeps of a forward for its backward: arrays with one row per sample.
 Kept = tuple[np.ndarray, ...]
@@ -195,5 +195,4 @@ class SoftmaxMSELoss(Loss):
         return self.mse.value(kept[1:])
 
     def gradient(self, kept: Kept, batch_size: int | None = None) -> np.ndarray:
-        p, dp = kept[0], self.mse.gradient(kept[1:], batch_size)  # dL/dp
-        return p * (dp - np.sum(dp * p, axis=-1, keepdims=True))  # as Softmax.backward
+        return softmax_backward(kept[0], self.mse.gradient(kept[1:], batch_size))  # p, dL/dp
