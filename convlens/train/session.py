@@ -210,7 +210,7 @@ class TrainingSession:
         self.validation: list[dict[str, float]] = []
         self.error: str | None = None
         # what the last step started from, for explaining it: values and the optimizer's
-        # state (its gradient stays in .grad until the next step's backward)
+        # state (its gradient stays in .grad: the next step writes the spare buffers)
         self._before = [np.empty_like(p.data) for p in params]
         self._spare_grads = [np.zeros_like(p.data) for p in params]  # see _swap_gradients
         self._state_before: dict[str, list[np.ndarray | None]] = {}
